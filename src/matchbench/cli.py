@@ -1,0 +1,74 @@
+"""The `matchbench` command: one subcommand per stage, each a thin door into one module.
+
+A subcommand's module is imported only when that subcommand runs, so `matchbench --help`
+and light stages (report, score) do not pay for importing torch.
+Each module exposes ``add_arguments(parser)`` and ``run(args) -> int | None``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from matchbench import __version__
+from matchbench.errors import MatchbenchError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "download": (
+        "matchbench.data.stages",
+        "fetch a dataset (or generate the mini-world) into data/raw/",
+    ),
+    "prepare": (
+        "matchbench.data.stages",
+        "turn a dataset's native layout into data/<dataset>/images.parquet",
+    ),
+    "weights": (
+        "matchbench.models.weights",
+        "fetch pretrained backbone weights into data/weights/",
+    ),
+    "extract": (
+        "matchbench.extract",
+        "extract L2-normalised global features into the feature store",
+    ),
+    "mine": ("matchbench.mine", "mine semantic positive pairs with faiss kNN"),
+    "finetune": ("matchbench.train", "fine-tune a backbone with a recipe"),
+    "evaluate": ("matchbench.evaluate", "evaluate features and write a metrics JSON"),
+    "report": ("matchbench.report", "gather metrics into tables, figures and an HTML report"),
+    "score": ("matchbench.score", "score predictions in an official benchmark format"),
+    "dvc-export": ("matchbench.dvc_export", "write dvc.yaml from the Snakemake DAG"),
+}
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matchbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"matchbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            # A module serving several stages names its per-stage hooks add_<stage>_arguments.
+            stage = name.replace("-", "_")
+            getattr(mod, f"add_{stage}_arguments", getattr(mod, "add_arguments", None))(p)
+            p.set_defaults(_run=getattr(mod, f"run_{stage}", getattr(mod, "run", None)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MatchbenchError as e:
+        print(f"matchbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"matchbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

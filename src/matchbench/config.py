@@ -1,0 +1,146 @@
+"""Load, validate and resolve a matchbench config: the one config loader of the project.
+
+The schema (`schemas/config.schema.yaml`, linked from `workflow/schemas/`) documents every key.
+Errors name the file and the key path: ``config/x.yaml: tracks.ssl.train.epochs: 'ten' is not
+of type 'integer'``; an unknown key suggests the close ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from matchbench.errors import MatchbenchError
+
+Config = dict[str, Any]
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("matchbench").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _allowed_keys(sub: dict[str, Any]) -> list[str]:
+    return sorted(sub.get("properties", {}))
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    where = _path(error)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = _allowed_keys(error.schema)
+        extra = sorted(set(error.instance) - set(allowed))
+        parts = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=2)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            parts.append(f"unknown key {key!r}{hint}")
+        return f"{where}: {'; '.join(parts)}; allowed keys: {', '.join(allowed)}"
+    return f"{where}: {error.message}"
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_message(e) for e in errors[:10])
+        raise MatchbenchError(f"{source}: invalid config:\n  {lines}")
+
+
+def _fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
+    if not isinstance(node, dict):
+        return node
+    props = sub.get("properties", {})
+    for key, prop in props.items():
+        if key not in node and "default" in prop:
+            node[key] = copy.deepcopy(prop["default"])
+        if key in node:
+            node[key] = _fill_defaults(node[key], prop)
+    extra = sub.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in node:
+            if key not in props:
+                node[key] = _fill_defaults(node[key], extra)
+    return node
+
+
+def _check_references(cfg: Config, source: str) -> None:
+    for track, spec in cfg.get("tracks", {}).items():
+        if spec["dataset"] not in cfg["datasets"]:
+            raise MatchbenchError(
+                f"{source}: tracks.{track}.dataset: {spec['dataset']!r} is not in datasets "
+                f"({', '.join(cfg['datasets'])})"
+            )
+        for b in spec.get("backbones", []):
+            if b not in cfg["backbones"]:
+                close = difflib.get_close_matches(b, cfg["backbones"], n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise MatchbenchError(
+                    f"{source}: tracks.{track}.backbones: {b!r} is not in backbones "
+                    f"({', '.join(cfg['backbones'])}){hint}"
+                )
+
+
+def resolve(raw: Config, source: str = "config") -> Config:
+    """Validate ``raw`` and return a new config with every default filled in."""
+    if not isinstance(raw, dict):
+        raise MatchbenchError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    validate(raw, source)
+    cfg = _fill_defaults(copy.deepcopy(raw), schema())
+    _check_references(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MatchbenchError(f"{p}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise MatchbenchError(f"{p}: not valid YAML: {e}") from None
+    return resolve(raw, str(p))
+
+
+def split_model(name: str) -> tuple[str, str | None]:
+    """``"resnet-mini+ssl-spp"`` → ``("resnet-mini", "ssl-spp")``; a bare backbone → recipe None."""
+    backbone, _, recipe = name.partition("+")
+    return backbone, (recipe or None)
+
+
+def backbone_spec(cfg: Config, name: str) -> dict[str, Any]:
+    backbones = cfg["backbones"]
+    if name not in backbones:
+        close = difflib.get_close_matches(name, backbones, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise MatchbenchError(
+            f"unknown backbone {name!r} (config backbones: {', '.join(backbones)}){hint}"
+        )
+    return backbones[name]
+
+
+def dataset_spec(cfg: Config, name: str) -> dict[str, Any]:
+    if name not in cfg["datasets"]:
+        raise MatchbenchError(
+            f"unknown dataset {name!r} (config datasets: {', '.join(cfg['datasets'])})"
+        )
+    return cfg["datasets"][name]
+
+
+def add_config_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--config", "-c", default="config/default.yaml", help="config file (default: %(default)s)"
+    )

@@ -1,0 +1,60 @@
+"""Dataset families, registered by name.
+
+A family knows how to get a dataset's raw files (download them, or generate them) and how to
+turn its native layout into the common index ``images.parquet`` (see docs/contracts.md).
+Adding a dataset is one module with one ``@register_family`` class and one import line below.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from matchbench.errors import MatchbenchError
+
+INDEX_COLUMNS = ["id", "path", "split", "class", "label", "instance", "width", "height"]
+
+
+class DatasetFamily(Protocol):
+    name: str
+
+    def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
+        """Fetch or generate the raw files into ``raw_dir`` (written whole, atomically)."""
+
+    def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
+        """Parse ``raw_dir`` and write ``out_dir/images.parquet`` (+ decoded images)."""
+
+
+_FAMILIES: dict[str, Callable[[], DatasetFamily]] = {}
+
+
+def register_family(name: str) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        cls.name = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_family(name: str) -> DatasetFamily:
+    _load_builtin()
+    if name not in _FAMILIES:
+        close = difflib.get_close_matches(name, _FAMILIES, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise MatchbenchError(
+            f"unknown dataset family {name!r} (known: {', '.join(sorted(_FAMILIES))}){hint}"
+        )
+    return _FAMILIES[name]()
+
+
+def families() -> list[str]:
+    _load_builtin()
+    return sorted(_FAMILIES)
+
+
+def _load_builtin() -> None:
+    # Imported lazily so `import matchbench.data` stays light.
+    from matchbench.data import cifar, miniworld  # noqa: F401

@@ -1,0 +1,45 @@
+"""The `download` and `prepare` stages: thin doors into the dataset families."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from matchbench.config import add_config_argument, dataset_spec, load_config
+from matchbench.data import get_family
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--dataset", required=True, help="dataset name from the config")
+
+
+def add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--out", type=Path, help="raw folder (default: <data>/raw/<dataset>)")
+
+
+def run_download(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    spec = dataset_spec(cfg, args.dataset)
+    out = args.out or Path(cfg["paths"]["data"]) / "raw" / args.dataset
+    get_family(spec["family"]).download(out, spec["options"])
+    print(f"download: {args.dataset} -> {out}")
+    return 0
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--raw", type=Path, help="raw folder (default: <data>/raw/<dataset>)")
+    parser.add_argument("--out", type=Path, help="index folder (default: <data>/<dataset>)")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    spec = dataset_spec(cfg, args.dataset)
+    data = Path(cfg["paths"]["data"])
+    raw = args.raw or data / "raw" / args.dataset
+    out = args.out or data / args.dataset
+    get_family(spec["family"]).prepare(raw, out, spec["options"])
+    print(f"prepare: {args.dataset} -> {out / 'images.parquet'}")
+    return 0

@@ -1,0 +1,220 @@
+"""Scene model and renderer of the mini-world.
+
+Shapes are polygons in a unit frame centred on the origin; their vertices are the
+semantically defined keypoints (tip of the arrow, corners of the square, ...), so a keypoint
+keeps its meaning across instances of a category, as SPair-71k's do across objects of a class.
+Rendering draws at 4x and downsamples, for anti-aliased edges at small sizes.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def _regular(n: int, phase: float = -math.pi / 2) -> list[tuple[float, float]]:
+    return [
+        (math.cos(phase + 2 * math.pi * i / n), math.sin(phase + 2 * math.pi * i / n))
+        for i in range(n)
+    ]
+
+
+def _star(n: int, inner: float) -> list[tuple[float, float]]:
+    pts = []
+    for i in range(2 * n):
+        r = 1.0 if i % 2 == 0 else inner
+        a = -math.pi / 2 + math.pi * i / n
+        pts.append((r * math.cos(a), r * math.sin(a)))
+    return pts
+
+
+# Polygon outlines in the unit frame (y down, as in images). Vertex order is the keypoint order.
+CATEGORIES: dict[str, list[tuple[float, float]]] = {
+    "triangle": _regular(3),
+    "square": [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)],
+    "pentagon": _regular(5),
+    "star": _star(5, 0.45),
+    "cross": [
+        (-0.3, -1),
+        (0.3, -1),
+        (0.3, -0.3),
+        (1, -0.3),
+        (1, 0.3),
+        (0.3, 0.3),
+        (0.3, 1),
+        (-0.3, 1),
+        (-0.3, 0.3),
+        (-1, 0.3),
+        (-1, -0.3),
+        (-0.3, -0.3),
+    ],
+    "arrow": [(0, -1), (0.75, -0.2), (0.3, -0.2), (0.3, 1), (-0.3, 1), (-0.3, -0.2), (-0.75, -0.2)],
+    "crescent": [(math.cos(a), math.sin(a)) for a in np.linspace(-math.pi / 2, math.pi / 2, 7)]
+    + [(0.45 * math.cos(a), math.sin(a)) for a in np.linspace(math.pi / 2, -math.pi / 2, 7)],
+    "hexagon": _regular(6, 0.0),
+}
+
+TEXTURES = ("solid", "stripes", "checker", "dots")
+SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One textured object: what stays fixed across its views."""
+
+    category: str
+    hue: float
+    saturation: float
+    value: float
+    texture: str
+    texture_scale: float
+    texture_angle: float
+    aspect: float  # width / height stretch, fixed per instance
+
+    def rgb(self, value_shift: float = 0.0) -> tuple[int, int, int]:
+        v = float(np.clip(self.value + value_shift, 0.0, 1.0))
+        r, g, b = colorsys.hsv_to_rgb(self.hue, self.saturation, v)
+        return int(r * 255), int(g * 255), int(b * 255)
+
+
+@dataclass(frozen=True)
+class View:
+    """Where and how an instance is seen."""
+
+    angle: float  # radians
+    scale: float  # object radius as a fraction of the image size
+    cx: float  # centre, fraction of the image
+    cy: float
+    mirror: bool
+    background: tuple[tuple[int, int, int], tuple[int, int, int]]
+    bg_angle: float
+    clutter: int
+    occluder: bool
+
+
+def make_instance(rng: np.random.Generator, category: str) -> Instance:
+    return Instance(
+        category=category,
+        hue=float(rng.uniform(0, 1)),
+        saturation=float(rng.uniform(0.35, 1.0)),
+        value=float(rng.uniform(0.45, 1.0)),
+        texture=str(rng.choice(TEXTURES)),
+        texture_scale=float(rng.uniform(0.08, 0.25)),
+        texture_angle=float(rng.uniform(0, math.pi)),
+        aspect=float(rng.uniform(0.8, 1.25)),
+    )
+
+
+def sample_view(rng: np.random.Generator, *, occlusion_prob: float = 0.0) -> View:
+    scale = float(rng.uniform(0.22, 0.38))
+    margin = scale * 0.9
+    bg = tuple(tuple(int(c) for c in rng.integers(0, 256, size=3)) for _ in range(2))
+    return View(
+        angle=float(rng.uniform(-math.pi, math.pi)),
+        scale=scale,
+        cx=float(rng.uniform(margin, 1 - margin)),
+        cy=float(rng.uniform(margin, 1 - margin)),
+        mirror=bool(rng.random() < 0.5),
+        background=bg,  # type: ignore[arg-type]
+        bg_angle=float(rng.uniform(0, 2 * math.pi)),
+        clutter=int(rng.integers(0, 4)),
+        occluder=bool(rng.random() < occlusion_prob),
+    )
+
+
+def keypoints(instance: Instance, view: View, size: int) -> np.ndarray:
+    """Pixel (x, y) of every vertex of the instance in this view, shape (K, 2), float64."""
+    pts = np.asarray(CATEGORIES[instance.category], dtype=np.float64).copy()
+    pts[:, 0] *= instance.aspect
+    if view.mirror:
+        pts[:, 0] *= -1
+    c, s = math.cos(view.angle), math.sin(view.angle)
+    rot = pts @ np.array([[c, s], [-s, c]])
+    return np.stack(
+        [(view.cx + view.scale * rot[:, 0]) * size, (view.cy + view.scale * rot[:, 1]) * size], 1
+    )
+
+
+def _background(view: View, size: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    t = np.cos(view.bg_angle) * xx + np.sin(view.bg_angle) * yy
+    t = (t - t.min()) / max(np.ptp(t), 1e-6)
+    a, b = (np.asarray(c, dtype=np.float64) for c in view.background)
+    img = a[None, None] * (1 - t[..., None]) + b[None, None] * t[..., None]
+    img += rng.normal(0, 8, size=img.shape)
+    return img
+
+
+def _texture(instance: Instance, size: int) -> np.ndarray:
+    """A texture field in [0.55, 1.0] that multiplies the instance colour."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    c, s = math.cos(instance.texture_angle), math.sin(instance.texture_angle)
+    u, v = c * xx + s * yy, -s * xx + c * yy
+    period = instance.texture_scale
+    if instance.texture == "stripes":
+        f = (np.floor(u / period) % 2).astype(np.float64)
+    elif instance.texture == "checker":
+        f = ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float64)
+    elif instance.texture == "dots":
+        du, dv = (u / period) % 1 - 0.5, (v / period) % 1 - 0.5
+        f = ((du**2 + dv**2) < 0.09).astype(np.float64)
+    else:
+        f = np.zeros_like(u)
+    return 1.0 - 0.45 * f
+
+
+def render(
+    instance: Instance, view: View, size: int, rng: np.random.Generator
+) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+    """Render one view. Returns the RGB image, the keypoints (K, 2) and a visibility mask (K,).
+
+    A keypoint is invisible when it falls outside the image or under the occluder.
+    """
+    big = size * SUPERSAMPLE
+    canvas = _background(view, big // SUPERSAMPLE, rng)
+    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    # Clutter: small discs of random colours, behind the object.
+    clutter = Image.new("L", (big, big), 0)
+    colours = []
+    for _ in range(view.clutter):
+        r = rng.uniform(0.04, 0.09) * big
+        x, y = rng.uniform(0, big, size=2)
+        mask = Image.new("L", (big, big), 0)
+        ImageDraw.Draw(mask).ellipse([x - r, y - r, x + r, y + r], fill=255)
+        colours.append((np.asarray(mask, dtype=np.float64) / 255, rng.integers(0, 256, size=3)))
+    for m, col in colours:
+        canvas = canvas * (1 - m[..., None]) + col[None, None] * m[..., None]
+    del clutter
+
+    kps = keypoints(instance, view, size)
+    obj = Image.new("L", (big, big), 0)
+    ImageDraw.Draw(obj).polygon([tuple(p) for p in kps * SUPERSAMPLE], fill=255)
+    m = np.asarray(obj, dtype=np.float64) / 255
+    colour = np.asarray(instance.rgb(float(rng.normal(0, 0.05))), dtype=np.float64)
+    tex = _texture(instance, big)
+    # Shading varies with the pose, as light would.
+    shade = 0.85 + 0.15 * math.cos(view.angle)
+    obj_rgb = colour[None, None] * tex[..., None] * shade
+    canvas = canvas * (1 - m[..., None]) + obj_rgb * m[..., None]
+
+    visible = (kps[:, 0] >= 0) & (kps[:, 0] < size) & (kps[:, 1] >= 0) & (kps[:, 1] < size)
+    if view.occluder:
+        # A grey bar across part of the object hides the keypoints under it.
+        w = rng.uniform(0.12, 0.2) * size
+        x0 = view.cx * size + rng.uniform(-0.3, 0.3) * view.scale * size - w / 2
+        occ = Image.new("L", (big, big), 0)
+        ImageDraw.Draw(occ).rectangle([x0 * SUPERSAMPLE, 0, (x0 + w) * SUPERSAMPLE, big], fill=255)
+        om = np.asarray(occ, dtype=np.float64) / 255
+        grey = float(rng.uniform(60, 200))
+        canvas = canvas * (1 - om[..., None]) + grey * om[..., None]
+        visible &= ~((kps[:, 0] >= x0) & (kps[:, 0] <= x0 + w))
+
+    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
+    img = img.filter(ImageFilter.GaussianBlur(radius=SUPERSAMPLE * 0.3)).resize(
+        (size, size), Image.Resampling.BOX
+    )
+    return img, kps, visible

@@ -1,0 +1,226 @@
+"""The `extract` stage: global features into the feature store, in resumable shards.
+
+Batched under ``torch.inference_mode``; on a GPU with bf16/fp16 autocast, channels-last and
+pinned memory. Each shard of ``extract.shard_size`` images is written atomically to
+``<out>/.shards/`` as it completes, so a killed run resumes at the first missing shard. Batches
+never cross a shard boundary, so a resumed run computes exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from matchbench.config import add_config_argument, backbone_spec, load_config, split_model
+from matchbench.errors import MatchbenchError
+from matchbench.images import IndexedImages, normalise, read_index
+from matchbench.io import dumps_json, read_json, read_npy, write_json, write_npy, write_text
+from matchbench.models import Backbone, create_backbone
+from matchbench.models.backbones import weights_path
+from matchbench.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
+
+
+def default_weights(cfg: dict[str, Any], model: str, dataset: str) -> Path | None:
+    """Where the weights of ``model`` live by convention (see docs/contracts.md)."""
+    backbone, recipe = split_model(model)
+    spec = backbone_spec(cfg, backbone)
+    if recipe is not None:
+        return (
+            Path(cfg["paths"]["results"])
+            / "models"
+            / recipe
+            / dataset
+            / backbone
+            / "model.safetensors"
+        )
+    if spec["pretrained"] is True:
+        return weights_path(cfg["paths"]["data"], backbone)
+    if isinstance(spec["pretrained"], str):
+        return Path(spec["pretrained"])
+    return None
+
+
+@torch.inference_mode()
+def embed(
+    backbone: Backbone,
+    loader: DataLoader,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> np.ndarray:
+    """L2-normalised features of every batch of ``loader``, as float32 (N, D)."""
+    out = []
+    for batch in loader:
+        x = batch.to(device, non_blocking=True).float().div_(255)
+        x = normalise(x, backbone.mean, backbone.std)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            f = backbone(x)
+        out.append(torch.nn.functional.normalize(f.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
+
+
+def _fingerprint(
+    model: str,
+    weights: Path | None,
+    spec: dict[str, Any],
+    ids: list[str],
+    shard_size: int,
+    precision: str,
+) -> str:
+    h = hashlib.sha256()
+    h.update(
+        dumps_json(
+            {"model": model, "spec": spec, "shard_size": shard_size, "precision": precision}
+        ).encode()
+    )
+    h.update(("\n".join(ids)).encode())
+    if weights is not None:
+        st = weights.stat()
+        h.update(f"{weights.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def extract(
+    cfg: dict[str, Any],
+    dataset: str,
+    model: str,
+    out: Path,
+    weights: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    ecfg = cfg["extract"]
+    set_threads(cfg["threads"])
+    seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    dtype = autocast_dtype(ecfg["precision"], device)
+    backbone_name, _ = split_model(model)
+    spec = backbone_spec(cfg, backbone_name)
+    weights = weights if weights is not None else default_weights(cfg, model, dataset)
+
+    data_dir = Path(cfg["paths"]["data"]) / dataset
+    index = read_index(data_dir / "images.parquet")
+    ids = index["id"].tolist()
+    backbone = create_backbone(spec, weights)
+    backbone.module.eval().to(device)
+    if device.type == "cuda":
+        backbone.module.to(memory_format=torch.channels_last)
+
+    images = IndexedImages(data_dir, index["path"].tolist(), backbone.image_size)
+    shards_dir = out / ".shards"
+    fp = _fingerprint(model, weights, spec, ids, ecfg["shard_size"], ecfg["precision"])
+    fp_file = shards_dir / "fingerprint.txt"
+    if shards_dir.exists() and (not fp_file.exists() or fp_file.read_text() != fp):
+        shutil.rmtree(shards_dir)  # shards of another model/config: never mix them
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    write_text(fp_file, fp)
+
+    bounds = [
+        (s, min(s + ecfg["shard_size"], len(ids))) for s in range(0, len(ids), ecfg["shard_size"])
+    ]
+    done = sum(1 for k in range(len(bounds)) if (shards_dir / f"{k:05d}.npy").exists())
+    bar = tqdm(
+        total=len(ids), desc=f"extract {model} on {dataset}", unit="img", disable=not progress
+    )
+    bar.update(
+        sum(e - s for k, (s, e) in enumerate(bounds) if (shards_dir / f"{k:05d}.npy").exists())
+    )
+    computed, seconds = 0, 0.0
+    for k, (s, e) in enumerate(bounds):
+        shard = shards_dir / f"{k:05d}.npy"
+        if shard.exists():
+            continue
+        loader = DataLoader(
+            Subset(images, range(s, e)),
+            batch_size=ecfg["batch_size"],
+            shuffle=False,
+            num_workers=ecfg["workers"],
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+        t0 = time.perf_counter()
+        feats = embed(backbone, loader, device, dtype)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - t0
+        computed += e - s
+        write_npy(shard, feats.astype(np.float16))
+        bar.update(e - s)
+    bar.close()
+
+    feats = np.concatenate([read_npy(shards_dir / f"{k:05d}.npy") for k in range(len(bounds))])
+    if feats.shape != (len(ids), backbone.dim):
+        raise MatchbenchError(
+            f"{shards_dir}: shards hold {feats.shape}, expected ({len(ids)}, {backbone.dim})"
+        )
+    meta = {
+        "dataset": dataset,
+        "model": model,
+        "backbone": spec,
+        "weights": str(weights) if weights else None,
+        "image_size": backbone.image_size,
+        "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+        "dim": backbone.dim,
+        "count": len(ids),
+        "dtype": "float16",
+    }
+    # Throughput is measured over the images computed in this run (resumed shards excluded).
+    meta |= {
+        "device": str(device),
+        "images_computed": computed,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(computed / seconds, 1) if seconds else None,
+        "resumed_shards": done,
+    }
+    write_npy(out / "features.npy", feats)
+    write_text(out / "ids.txt", "\n".join(ids) + "\n")
+    write_json(out / "meta.json", meta)
+    shutil.rmtree(shards_dir)
+    return meta
+
+
+def read_features(folder: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Features (float32, N×D), ids and meta of a feature store folder."""
+    d = Path(folder)
+    feats = read_npy(d / "features.npy").astype(np.float32)
+    ids = (d / "ids.txt").read_text().splitlines()
+    meta = read_json(d / "meta.json")
+    if len(ids) != feats.shape[0]:
+        raise MatchbenchError(f"{d}: {len(ids)} ids but {feats.shape[0]} feature rows")
+    return feats, ids, meta
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument(
+        "--model", required=True, help="backbone name, or <backbone>+<recipe> for a fine-tuned one"
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="weights file (default: by convention, see docs/contracts.md)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="feature store folder (default: <results>/features/<dataset>/<model>)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    out = args.out or Path(cfg["paths"]["results"]) / "features" / args.dataset / args.model
+    info = extract(cfg, args.dataset, args.model, out, args.weights)
+    speed = f"{info['images_per_s']:.1f} images/s" if info["images_per_s"] else "all shards resumed"
+    print(
+        f"extract: {info['count']} images, dim {info['dim']}, {speed} on {info['device']} -> {out}"
+    )
+    return 0

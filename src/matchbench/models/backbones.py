@@ -1,0 +1,139 @@
+"""One factory for every backbone: timm or open_clip by name, weights from a local file.
+
+As in open_clip, *which architecture* and *which weights* are separate: the config names the
+architecture; weights are either none (random init, the demo), a file fetched beforehand by
+the `weights` stage into ``data/weights/<backbone>.safetensors``, or a fine-tuned checkpoint.
+Compute jobs never touch the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from matchbench.errors import MatchbenchError
+
+
+@dataclass
+class Backbone:
+    """A network mapping a normalised image batch (B, 3, H, W) to global features (B, D)."""
+
+    module: nn.Module
+    dim: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def _unknown(arch: str, known: list[str], source: str) -> MatchbenchError:
+    close = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    return MatchbenchError(f"unknown {source} architecture {arch!r}{hint}")
+
+
+def _timm(spec: dict[str, Any]) -> tuple[nn.Module, int]:
+    import timm
+
+    arch = spec["arch"]
+    base = arch.split(".")[0]
+    if not timm.is_model(base):
+        raise _unknown(arch, timm.list_models(), "timm")
+    model = timm.create_model(base, pretrained=False, num_classes=0, **spec.get("kwargs", {}))
+    return model, int(model.num_features)
+
+
+class _OpenClipVisual(nn.Module):
+    def __init__(self, visual: nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)
+
+
+def _open_clip(spec: dict[str, Any]) -> tuple[nn.Module, int]:
+    import open_clip
+
+    arch = spec["arch"]
+    if arch not in open_clip.list_models():
+        raise _unknown(arch, open_clip.list_models(), "open_clip")
+    model = open_clip.create_model(arch, pretrained=None)
+    visual = _OpenClipVisual(model.visual)
+    dim = int(getattr(model.visual, "output_dim", 0) or model.text_projection.shape[1])
+    return visual, dim
+
+
+def weights_path(data_dir: str | Path, backbone: str) -> Path:
+    return Path(data_dir) / "weights" / f"{backbone}.safetensors"
+
+
+def load_state(module: nn.Module, path: str | Path, *, prefix: str = "") -> None:
+    """Load safetensors weights into ``module``; keys the backbone lacks (a classifier head) are dropped.
+
+    Missing backbone keys are an error: a silently half-loaded network is worse than none.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MatchbenchError(
+            f"{p}: weights file not found (run `matchbench weights` or snakemake's weights rule)"
+        )
+    if p.suffix != ".safetensors":
+        raise MatchbenchError(
+            f"{p}: weights must be a .safetensors file (pickled checkpoints can run code)"
+        )
+    state = load_file(str(p))
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own}
+    missing = sorted(set(own) - set(usable))
+    if missing:
+        raise MatchbenchError(
+            f"{p}: {len(missing)} backbone tensors missing from the weights (first: {missing[:3]}); "
+            "is this file for another architecture?"
+        )
+    bad = [k for k, v in usable.items() if v.shape != own[k].shape]
+    if bad:
+        raise MatchbenchError(
+            f"{p}: shape mismatch for {bad[:3]} (another architecture or image size?)"
+        )
+    module.load_state_dict(usable, strict=True)
+
+
+def save_state(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    from matchbench.io import atomic_path
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
+
+
+def create_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> Backbone:
+    """Build the backbone ``spec`` describes (a resolved config entry) and load ``weights`` if given."""
+    source = spec["source"]
+    if source == "timm":
+        module, dim = _timm(spec)
+    elif source == "open_clip":
+        module, dim = _open_clip(spec)
+    else:  # the schema forbids it; keep the error for programmatic use
+        raise MatchbenchError(f"backbone source {source!r}: expected timm or open_clip")
+    if weights is None and isinstance(spec.get("pretrained"), str):
+        weights = spec["pretrained"]
+    if weights is not None:
+        load_state(module, weights)
+    return Backbone(
+        module=module,
+        dim=dim,
+        image_size=int(spec.get("image_size", 224)),
+        mean=tuple(spec.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+        std=tuple(spec.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+    )

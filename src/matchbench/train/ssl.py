@@ -1,0 +1,275 @@
+"""Recipe `ssl`: instance discrimination, optionally with mined semantic positive pairs.
+
+SimCLR-style (Chen et al., 2020): two augmented views per image, a projection head, and an
+InfoNCE loss over the batch; with ``queue > 0`` a MoCo-style (He et al., 2020) momentum key
+encoder and a queue of negatives. With a pairs file (recipe `ssl-spp`, Alkhalefi et al., 2023),
+an anchor's second view is, with probability ``positive_prob``, a view of one of its mined
+positives instead of itself, and any two batch images mined as a pair count as positives of
+each other (never as negatives): a multi-positive InfoNCE (Khosla et al., 2020, L_out).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io as _io
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from matchbench.config import backbone_spec
+from matchbench.errors import MatchbenchError
+from matchbench.images import load_all, normalise, read_index
+from matchbench.io import sha256_file, write_json, write_text
+from matchbench.metrics import accuracy, knn_classify
+from matchbench.models import create_backbone
+from matchbench.models.backbones import save_state
+from matchbench.runtime import resolve_device, seed_everything, set_threads
+
+
+class ProjectionHead(nn.Module):
+    def __init__(self, dim: int, out: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def augmentation(size: int, tcfg: dict[str, Any]) -> v2.Compose:
+    j = tcfg["color_jitter"]
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=tuple(tcfg["crop_scale"]), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(j, j, j, min(0.1, j / 4))], p=0.8),
+            v2.RandomGrayscale(p=tcfg["grayscale"]),
+        ]
+    )
+
+
+def read_pairs(path: Path, known_ids: list[str]) -> list[list[int]]:
+    """Mined positives per training image (indices into ``known_ids``)."""
+    try:
+        pairs = pd.read_parquet(path, columns=["anchor", "positive"])
+    except (FileNotFoundError, OSError, ValueError, KeyError) as e:
+        raise MatchbenchError(
+            f"{path}: not a readable pairs file with columns anchor, positive ({e})"
+        ) from None
+    pos = {x: i for i, x in enumerate(known_ids)}
+    unknown = sorted((set(pairs["anchor"]) | set(pairs["positive"])) - set(pos))
+    if unknown:
+        raise MatchbenchError(
+            f"{path}: {len(unknown)} ids are not in the training split of the dataset "
+            f"(first: {unknown[:3]}); were the pairs mined on another dataset or split?"
+        )
+    positives: list[list[int]] = [[] for _ in known_ids]
+    for a, p in zip(pairs["anchor"].map(pos), pairs["positive"].map(pos), strict=True):
+        positives[a].append(int(p))
+        positives[p].append(int(a))  # a mined pair is symmetric
+    return [sorted(set(p)) for p in positives]
+
+
+def info_nce(z: torch.Tensor, pos_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-positive InfoNCE over rows of ``z`` (L2-normalised), self excluded from the softmax."""
+    n = z.shape[0]
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = pos_mask & ~self_mask
+    return -(log_prob.masked_fill(~pos, 0).sum(1) / pos.sum(1).clamp(min=1)).mean()
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def _embed(backbone: Any, images: torch.Tensor, device: torch.device, bs: int = 256) -> np.ndarray:
+    backbone.module.eval()
+    out = []
+    for s in range(0, len(images), bs):
+        x = normalise(images[s : s + bs].to(device).float() / 255, backbone.mean, backbone.std)
+        out.append(F.normalize(backbone(x), dim=1).cpu().numpy())
+    backbone.module.train()
+    return np.concatenate(out)
+
+
+def train(
+    cfg: dict[str, Any], dataset: str, backbone_name: str, out: Path, pairs: Path | None = None
+) -> str:
+    track = cfg["tracks"]["ssl"]
+    tcfg, ecfg = track["train"], track["evaluate"]
+    set_threads(cfg["threads"])
+    gen = seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    spec = backbone_spec(cfg, backbone_name)
+
+    data_dir = Path(cfg["paths"]["data"]) / dataset
+    index = read_index(data_dir / "images.parquet")
+    train_df = index[index["split"] == tcfg["split"]].reset_index(drop=True)
+    if len(train_df) < tcfg["batch_size"]:
+        raise MatchbenchError(
+            f"tracks.ssl.train.batch_size: {tcfg['batch_size']} exceeds the {len(train_df)} images of split "
+            f"{tcfg['split']!r} of {dataset}"
+        )
+    positives = read_pairs(pairs, train_df["id"].tolist()) if pairs else None
+
+    from matchbench.extract import default_weights
+
+    backbone = create_backbone(spec, default_weights(cfg, backbone_name, dataset))
+    backbone.module.to(device).train()
+    head = ProjectionHead(backbone.dim, tcfg["proj_dim"]).to(device)
+    params = list(backbone.module.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+
+    use_queue = tcfg["queue"] > 0
+    if use_queue:
+        key_backbone, key_head = copy.deepcopy(backbone.module), copy.deepcopy(head)
+        for p in [*key_backbone.parameters(), *key_head.parameters()]:
+            p.requires_grad_(False)
+        queue = F.normalize(torch.randn(tcfg["queue"], tcfg["proj_dim"], generator=gen), dim=1).to(
+            device
+        )
+        queue_ptr = 0
+
+    images = load_all(data_dir, train_df["path"].tolist(), backbone.image_size)
+    aug = augmentation(backbone.image_size, tcfg)
+    monitor = None
+    if tcfg["eval_every"]:
+        test_df = index[index["split"] == ecfg["test_split"]].reset_index(drop=True)
+        if len(test_df):
+            monitor = (
+                load_all(data_dir, test_df["path"].tolist(), backbone.image_size),
+                test_df["label"].to_numpy(),
+            )
+    train_labels = train_df["label"].to_numpy()
+
+    n, bs = len(images), tcfg["batch_size"]
+    steps_per_epoch = n // bs  # drop the last partial batch: InfoNCE wants full batches
+    total = steps_per_epoch * tcfg["epochs"]
+    warmup = steps_per_epoch * tcfg["warmup_epochs"]
+    log_rows: list[dict[str, Any]] = []
+    step = 0
+    bar = tqdm(
+        total=total, desc=f"finetune ssl{'-spp' if positives else ''} {backbone_name}", unit="step"
+    )
+    for epoch in range(1, tcfg["epochs"] + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen)
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * bs : (b + 1) * bs]
+            second = idx.clone()
+            if positives is not None:
+                draws = torch.rand(len(idx), generator=gen)
+                for r, i in enumerate(idx.tolist()):
+                    if positives[i] and draws[r] < tcfg["positive_prob"]:
+                        c = int(torch.randint(len(positives[i]), (1,), generator=gen))
+                        second[r] = positives[i][c]
+            v1 = torch.stack([aug(images[i]) for i in idx.tolist()])
+            v2_ = torch.stack([aug(images[i]) for i in second.tolist()])
+            x = normalise(
+                torch.cat([v1, v2_]).to(device).float() / 255, backbone.mean, backbone.std
+            )
+
+            lr = _lr_at(step, total, warmup, tcfg["lr"])
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if use_queue:
+                q = F.normalize(head(backbone(x[:bs])), dim=1)
+                with torch.no_grad():
+                    m = tcfg["momentum"]
+                    for pk, pq in zip(
+                        [*key_backbone.parameters(), *key_head.parameters()], params, strict=True
+                    ):
+                        pk.mul_(m).add_(pq.detach(), alpha=1 - m)
+                    k = F.normalize(key_head(key_backbone(x[bs:])), dim=1)
+                logits = (
+                    torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / tcfg["temperature"]
+                )
+                loss = F.cross_entropy(logits, torch.zeros(bs, dtype=torch.long, device=device))
+                with torch.no_grad():
+                    sl = torch.arange(queue_ptr, queue_ptr + bs) % queue.shape[0]
+                    queue[sl.to(device)] = k
+                    queue_ptr = int((queue_ptr + bs) % queue.shape[0])
+            else:
+                z = F.normalize(head(backbone(x)), dim=1)
+                ids2 = torch.cat([idx, idx])  # both views belong to the anchor
+                pos_mask = ids2[:, None] == ids2[None, :]
+                if positives is not None:
+                    members = [set(positives[i]) for i in idx.tolist()]
+                    mined = torch.tensor(
+                        [[j in members[r] for j in idx.tolist()] for r in range(bs)],
+                        dtype=torch.bool,
+                    )
+                    pos_mask |= mined.repeat(2, 2)
+                loss = info_nce(z, pos_mask.to(device), tcfg["temperature"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            step += 1
+            bar.update(1)
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "loss": round(float(np.mean(losses)), 6),
+            "lr": round(lr, 8),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if monitor is not None and (epoch % tcfg["eval_every"] == 0 or epoch == tcfg["epochs"]):
+            train_f = _embed(backbone, images, device)
+            test_f = _embed(backbone, monitor[0], device)
+            pred = knn_classify(
+                train_f, train_labels, test_f, k=ecfg["knn_k"], temperature=ecfg["knn_temperature"]
+            )
+            row["knn_acc"] = round(accuracy(pred, monitor[1]), 6)
+        log_rows.append(row)
+        bar.set_postfix(loss=row["loss"], knn=row.get("knn_acc", "-"))
+    bar.close()
+
+    backbone.module.eval()
+    save_state(
+        backbone.module,
+        out / "model.safetensors",
+        metadata={"backbone": backbone_name, "arch": spec["arch"]},
+    )
+    columns = ["epoch", "step", "loss", "lr", "seconds", "knn_acc"]
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(log_rows)
+    write_text(out / "train_log.csv", buf.getvalue())
+    write_json(
+        out / "config.json",
+        {
+            "recipe": "ssl-spp" if positives is not None else "ssl",
+            "dataset": dataset,
+            "backbone": backbone_name,
+            "backbone_spec": spec,
+            "train": tcfg,
+            "seed": cfg["seed"],
+            "pairs": str(pairs) if pairs else None,
+            "pairs_sha256": sha256_file(pairs) if pairs else None,
+        },
+    )
+    last = log_rows[-1]
+    return f"loss {last['loss']:.4f}" + (
+        f", kNN acc {last['knn_acc']:.3f}" if "knn_acc" in last else ""
+    )

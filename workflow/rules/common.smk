@@ -1,0 +1,37 @@
+# Input functions and the parameters that decide when a job reruns (rerun-trigger `params`):
+# each rule's params hold exactly the config sections its stage reads.
+import json
+
+from matchbench.config import split_model
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def weights_input(wildcards):
+    """The weights file a model's extraction (or training) reads, if any."""
+    backbone, recipe = split_model(wildcards.model)
+    if recipe is not None:
+        return f"{RESULTS}/models/{recipe}/{wildcards.dataset}/{backbone}/model.safetensors"
+    if CFG["backbones"][backbone]["pretrained"] is True:
+        return f"{DATA}/weights/{backbone}.safetensors"
+    return []
+
+
+def backbone_weights(wildcards):
+    if CFG["backbones"][wildcards.backbone]["pretrained"] is True:
+        return f"{DATA}/weights/{wildcards.backbone}.safetensors"
+    return []
+
+
+def ssl_models():
+    """Every model the ssl track evaluates: untrained, baseline SSL, SSL + semantic positive pairs."""
+    track = CFG["tracks"].get("ssl")
+    if not track or not track["enabled"]:
+        return []
+    return [m for b in track["backbones"] for m in (b, f"{b}+ssl", f"{b}+ssl-spp")]
+
+
+def sampler_model(backbone):
+    return backbone if CFG["tracks"]["ssl"]["sampler"] == "backbone" else f"{backbone}+ssl"

@@ -1,0 +1,18 @@
+rule extract:
+    input:
+        index=f"{DATA}/{{dataset}}/images.parquet",
+        weights=weights_input,
+    output:
+        features=f"{RESULTS}/features/{{dataset}}/{{model}}/features.npy",
+        ids=f"{RESULTS}/features/{{dataset}}/{{model}}/ids.txt",
+        meta=f"{RESULTS}/features/{{dataset}}/{{model}}/meta.json",
+    params:
+        spec=lambda w: as_json([CFG["backbones"][split_model(w.model)[0]], CFG["extract"], CFG["device"]]),
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    log:
+        f"logs/extract/{{dataset}}/{{model}}.log",
+    shell:
+        "matchbench extract --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} "
+        "--model {wildcards.model:q} 2> {log:q}"
