@@ -1,0 +1,202 @@
+"""Shared fixtures.
+
+``http_server``: a real HTTP/1.1 server on 127.0.0.1 (a ``ThreadingHTTPServer`` on port 0, in a
+thread) that serves the files under ``server.root``. Use it wherever code downloads something
+(datasets, model weights) so tests run the real network code path, offline::
+
+    def test_weights(http_server):
+        (http_server.root / "w.safetensors").write_bytes(data)
+        download_url(http_server.url("w.safetensors"), dest)
+        assert http_server.count("w.safetensors") == 1
+
+It supports ``Range: bytes=a-`` / ``bytes=a-b`` (206 + Content-Range, 416 past the end) and
+``HEAD``, and has hooks to misbehave, each applying to the first ``times`` GETs of a path:
+
+- ``truncate(path, after, times=1)``: send the full headers, ``after`` body bytes, then close;
+- ``fail(path, status=503, times=1)``: answer an error status with no body;
+- ``ignore_range = True``: answer every GET with 200 and the whole file, as some servers do.
+
+Every request is recorded in ``server.requests`` (``Request(method, path, range, status,
+body_bytes)``); ``count(path)`` and ``bytes_sent(path)`` sum them. The server shuts down at
+fixture teardown.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # relative to the server root, without a leading slash
+    range: str | None  # the Range header as sent, or None
+    status: int
+    body_bytes: int  # body bytes the server wrote (recorded just before writing them)
+
+
+@dataclass
+class _Hook:
+    times: int
+    value: int
+
+
+@dataclass
+class LocalHTTPServer:
+    root: Path
+    port: int = 0
+    ignore_range: bool = False
+    requests: list[Request] = field(default_factory=list)
+    _truncate: dict[str, _Hook] = field(default_factory=dict)
+    _fail: dict[str, _Hook] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{urllib.parse.quote(path.lstrip('/'))}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def truncate(self, path: str, after: int, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` send ``after`` body bytes, then drop the connection."""
+        with self._lock:
+            self._truncate[path.lstrip("/")] = _Hook(times, after)
+
+    def fail(self, path: str, status: int = 503, times: int = 1) -> None:
+        """The next ``times`` GETs of ``path`` answer ``status`` with an empty body."""
+        with self._lock:
+            self._fail[path.lstrip("/")] = _Hook(times, status)
+
+    def count(self, path: str | None = None, method: str = "GET") -> int:
+        """Requests made (for ``path``, or in all)."""
+        return len(self._matching(path, method))
+
+    def bytes_sent(self, path: str | None = None) -> int:
+        """Body bytes sent (for ``path``, or in all)."""
+        return sum(r.body_bytes for r in self._matching(path, "GET"))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._truncate.clear()
+            self._fail.clear()
+            self.ignore_range = False
+
+    def _matching(self, path: str | None, method: str) -> list[Request]:
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.method == method and (path is None or r.path == path.lstrip("/"))
+            ]
+
+    def _take(self, hooks: dict[str, _Hook], path: str) -> int | None:
+        with self._lock:
+            hook = hooks.get(path)
+            if hook is None or hook.times <= 0:
+                return None
+            hook.times -= 1
+            return hook.value
+
+    def _record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+def _make_handler(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # keep pytest output clean; requests are recorded instead
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _record(self, rel: str, rng: str | None, status: int, sent: int) -> None:
+            server._record(Request(self.command, rel, rng, status, sent))
+
+        def _error(self, rel: str, rng: str | None, status: int, extra: dict | None = None):
+            self._record(rel, rng, status, 0)
+            self.send_response(status)
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _serve(self, body: bool) -> None:
+            rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+            rng = self.headers.get("Range")
+            target = (server.root / rel).resolve()
+            if not target.is_file() or not target.is_relative_to(server.root.resolve()):
+                return self._error(rel, rng, 404)
+            if body and (status := server._take(server._fail, rel)) is not None:
+                return self._error(rel, rng, status)
+            size = target.stat().st_size
+            start, end, status = 0, size - 1, 200
+            m = _RANGE.fullmatch(rng or "")
+            if m and not server.ignore_range:
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                if start >= size or start > end:
+                    return self._error(rel, rng, 416, {"Content-Range": f"bytes */{size}"})
+                status = 206
+            length = end - start + 1
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            cut = server._take(server._truncate, rel) if body else None
+            n = 0 if not body else length if cut is None else min(cut, length)
+            # Recorded before the response goes out, so a client that has it sees the record.
+            self._record(rel, rng, status, n)
+            self.end_headers()
+            if not body:
+                return
+            with open(target, "rb") as f:
+                f.seek(start)
+                self.wfile.write(f.read(n))
+            self.wfile.flush()
+            if cut is not None:
+                self.close_connection = True
+
+    return Handler
+
+
+@pytest.fixture
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHTTPServer]:
+    """A real HTTP server on 127.0.0.1 serving ``server.root`` (see the module docstring)."""
+    root = tmp_path_factory.mktemp("http_root")
+    state = LocalHTTPServer(root=root)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    httpd.daemon_threads = True
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        shutil.rmtree(root, ignore_errors=True)
