@@ -1,0 +1,184 @@
+"""The report page: one self-contained ``index.html`` (inline CSS, relative PNGs, no scripts).
+
+Every piece of text from the inputs (title, model, dataset and metric names, paths) goes
+through ``html.escape``; nothing here writes markup taken from a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from typing import TYPE_CHECKING
+
+from matchbench import __version__
+from matchbench.report.tables import Table
+
+if TYPE_CHECKING:  # figures imports matplotlib; the page only needs the Plot type
+    from matchbench.report.figures import Plot
+
+CSS = """
+:root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa; --accent: #0072b2; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--ink); background: #fff;
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1120px; margin: 0 auto; padding: 2rem 1.5rem 4rem; }
+h1 { font-size: 1.8rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.3rem; margin: 2.5rem 0 .75rem; padding-bottom: .3rem; border-bottom: 1px solid var(--line); }
+h3 { font-size: 1.05rem; margin: 1.75rem 0 .5rem; }
+a { color: var(--accent); }
+nav { margin: .5rem 0 1.5rem; color: var(--muted); }
+nav a { margin-right: 1rem; }
+dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.25rem; }
+dl.summary dt { color: var(--muted); }
+dl.summary dd { margin: 0; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; }
+caption { caption-side: bottom; text-align: left; color: var(--muted); font-size: .85rem; padding-top: .4rem; }
+th, td { padding: .3rem .75rem; text-align: left; white-space: nowrap; }
+thead th { border-top: 2px solid var(--ink); border-bottom: 1px solid var(--ink); }
+tbody tr:last-child td { border-bottom: 2px solid var(--ink); }
+tbody tr:hover { background: var(--soft); }
+.num { text-align: right; }
+.downloads, .note { color: var(--muted); font-size: .85rem; }
+figure { margin: 1rem 0 2rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; }
+pre { background: var(--soft); border: 1px solid var(--line); padding: .75rem 1rem; overflow-x: auto; }
+footer { margin-top: 3rem; color: var(--muted); font-size: .8rem; }
+""".strip()
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    tasks: list[str]
+    datasets: list[str]
+    models: list[str]
+    n_results: int
+    main_tables: list[Table]
+    bar_plots: list[Plot]
+    reproduce: str
+    published: Table | None = None
+    mining: Table | None = None
+    mining_plots: list[Plot] = field(default_factory=list)
+    curve_plots: list[Plot] = field(default_factory=list)
+
+
+def table_html(table: Table) -> str:
+    head = "".join(
+        f'<th class="num">{escape(h)}</th>' if num else f"<th>{escape(h)}</th>"
+        for h, num in zip(table.header, table.numeric, strict=True)
+    )
+    body = []
+    for row in table.rows:
+        cells = []
+        for cell, num in zip(row, table.numeric, strict=True):
+            content = f"<strong>{escape(cell.text)}</strong>" if cell.bold else escape(cell.text)
+            cells.append(f'<td class="num">{content}</td>' if num else f"<td>{content}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    downloads = " · ".join(
+        f'<a href="tables/{escape(table.name)}.{ext}">{label}</a>'
+        for ext, label in (("md", "Markdown"), ("tex", "LaTeX"), ("csv", "CSV"))
+    )
+    return (
+        f'<div class="table-wrap"><table>\n<caption>{escape(table.caption)}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n"
+        f'</table></div>\n<p class="downloads">{downloads}</p>'
+    )
+
+
+def figure_html(plot: Plot) -> str:
+    return (
+        f'<figure><img src="figures/{escape(plot.name)}" alt="{escape(plot.title)}">'
+        f"<figcaption>{escape(plot.caption)}</figcaption></figure>"
+    )
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(f"<code>{escape(n)}</code>" for n in names)
+
+
+def render_page(page: Page) -> str:
+    sections = [
+        ("summary", "Summary", _summary(page)),
+        ("results", "Main results", _results(page)),
+        ("figures", "Figures", "\n".join(figure_html(p) for p in page.bar_plots)),
+        ("mining", "Mining", _mining(page)),
+        ("learning-curves", "Learning curves", _curves(page)),
+        ("reproduce", "How to reproduce", _reproduce(page)),
+    ]
+    nav = " ".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title, _ in sections)
+    body = "\n".join(
+        f'<section id="{sid}">\n<h2>{escape(title)}</h2>\n{content}\n</section>'
+        for sid, title, content in sections
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(page.title)}</title>
+<style>
+{CSS}
+</style>
+</head>
+<body>
+<main>
+<h1>{escape(page.title)}</h1>
+<nav>{nav}</nav>
+{body}
+<footer>Generated by matchbench {escape(__version__)} <code>report</code>.</footer>
+</main>
+</body>
+</html>
+"""
+
+
+def _summary(page: Page) -> str:
+    rows = [
+        ("Title", escape(page.title)),
+        ("Tasks", _names(page.tasks)),
+        ("Datasets", _names(page.datasets)),
+        (f"Models ({len(page.models)})", _names(page.models)),
+        (
+            "Results",
+            f'{page.n_results} numbers in <a href="results.csv">results.csv</a> '
+            "(task, dataset, model, metric, value, ci_low, ci_high; fractions)",
+        ),
+    ]
+    items = "\n".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    return f'<dl class="summary">\n{items}\n</dl>'
+
+
+def _results(page: Page) -> str:
+    parts = [f"<h3>{escape(t.title)}</h3>\n{table_html(t)}" for t in page.main_tables]
+    if page.published is not None:
+        parts.append(f"<h3>{escape(page.published.title)}</h3>\n{table_html(page.published)}")
+    return "\n".join(parts)
+
+
+def _mining(page: Page) -> str:
+    if page.mining is None and not page.mining_plots:
+        return _note("No mining statistics were given (--mining-stats).")
+    parts = []
+    if page.mining is not None:
+        parts.append(table_html(page.mining))
+    parts += [figure_html(p) for p in page.mining_plots]
+    return "\n".join(parts)
+
+
+def _curves(page: Page) -> str:
+    if not page.curve_plots:
+        return _note("No training logs were given (--train-logs).")
+    return "\n".join(figure_html(p) for p in page.curve_plots)
+
+
+def _reproduce(page: Page) -> str:
+    return (
+        "<p>From the repository root, with the same configuration:</p>\n"
+        f"<pre><code>{escape(page.reproduce)}</code></pre>"
+    )

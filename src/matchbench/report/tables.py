@@ -1,0 +1,281 @@
+"""Paper-style tables, built once as data and rendered as Markdown, LaTeX (booktabs) and CSV.
+
+Values in the input tables are fractions; tables show percent with one decimal (captions say
+so) and the 95% bootstrap confidence interval in parentheses, as papers usually print them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from matchbench.io import write_text
+from matchbench.report.names import stem
+
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A rendered-format-neutral table: the one source of the .md, .tex, .csv and HTML forms."""
+
+    name: str  # file stem under tables/
+    title: str
+    caption: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    numeric: tuple[bool, ...]  # right-aligned columns
+
+
+# --- cell formatting ----------------------------------------------------------------------
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}"
+
+
+def with_ci(value: float, ci_low: float, ci_high: float) -> str:
+    """``61.2 (55.0–67.1)``; just ``61.2`` when the metric has no confidence interval."""
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        return percent(value)
+    return f"{percent(value)} ({percent(ci_low)}–{percent(ci_high)})"
+
+
+def results_csv(results: pd.DataFrame) -> str:
+    """The tidy results table as CSV text with fixed float formatting (reruns: same bytes)."""
+    buf = io.StringIO()
+    results.to_csv(buf, index=False, float_format="%.6f", na_rep="", lineterminator="\n")
+    return buf.getvalue()
+
+
+# --- table builders -----------------------------------------------------------------------
+
+
+def main_tables(results: pd.DataFrame) -> list[Table]:
+    """One table per (task, dataset): rows are models, columns metrics, best per column bold.
+
+    Higher is better for every metric in the contract (accuracies, PCK, recall, mAP). The
+    best is chosen on the printed (rounded) values, so ties a reader sees are all bold.
+    """
+    tables = []
+    for (task, dataset), group in results.groupby(["task", "dataset"], sort=True):
+        models = sorted(group["model"].unique())
+        metrics = sorted(group["metric"].unique())
+        cells = group.set_index(["model", "metric"])
+        best = {}
+        for metric in metrics:
+            shown = [float(percent(v)) for v in group.loc[group["metric"] == metric, "value"]]
+            best[metric] = max(shown) if len(shown) > 1 else None
+        rows = []
+        for model in models:
+            row = [Cell(model)]
+            for metric in metrics:
+                if (model, metric) not in cells.index:
+                    row.append(Cell(MISSING))
+                    continue
+                r = cells.loc[(model, metric)]
+                text = with_ci(r["value"], r["ci_low"], r["ci_high"])
+                row.append(Cell(text, bold=float(percent(r["value"])) == best[metric]))
+            rows.append(tuple(row))
+        tables.append(
+            Table(
+                name=stem(task, dataset),
+                title=f"{task} · {dataset}",
+                caption=(
+                    f"Task {task} on {dataset}. Values in percent (fractions × 100, one "
+                    "decimal), 95% bootstrap confidence interval in parentheses; best per "
+                    "column in bold."
+                ),
+                header=("model", *metrics),
+                rows=tuple(rows),
+                numeric=(False, *[True] * len(metrics)),
+            )
+        )
+    return tables
+
+
+def mining_table(summary: pd.DataFrame) -> Table:
+    """The mining statistics at each sampler's chosen threshold."""
+    rows = []
+    for r in summary.itertuples(index=False):
+        rows.append(
+            (
+                Cell(r.dataset),
+                Cell(r.model),
+                Cell(str(r.k)),
+                Cell(f"{r.threshold:.3f}"),
+                Cell(str(r.n_pairs)),
+                Cell(f"{r.anchors_with_pairs} / {r.n_anchors}"),
+                Cell(MISSING if math.isnan(r.precision) else percent(r.precision)),
+            )
+        )
+    return Table(
+        name="mining",
+        title="Mined positive pairs",
+        caption=(
+            "Semantic positive pairs mined per dataset and sampler model (k nearest "
+            "neighbours, kept above the chosen similarity threshold). Precision is the share "
+            f"of pairs whose two images share a class, in percent ({MISSING} without labels)."
+        ),
+        header=(
+            "dataset",
+            "sampler model",
+            "k",
+            "threshold",
+            "pairs kept",
+            "anchors with pairs",
+            "precision (%)",
+        ),
+        rows=tuple(rows),
+        numeric=(False, False, True, True, True, True, True),
+    )
+
+
+def published_table(published: pd.DataFrame, results: pd.DataFrame) -> Table:
+    """Reproduced numbers beside the published ones, with the difference in points."""
+    ours = results.set_index(["task", "dataset", "model", "metric"])
+    rows = []
+    for p in published.itertuples(index=False):
+        key = (p.task, p.dataset, p.model, p.metric)
+        reproduced, delta, inside = MISSING, MISSING, MISSING
+        if key in ours.index:
+            r = ours.loc[key]
+            reproduced = with_ci(r["value"], r["ci_low"], r["ci_high"])
+            delta = f"{(r['value'] - p.value) * 100:+.1f}"
+            if not (math.isnan(r["ci_low"]) or math.isnan(r["ci_high"])):
+                inside = "yes" if r["ci_low"] <= p.value <= r["ci_high"] else "no"
+        rows.append(
+            (
+                Cell(p.task),
+                Cell(p.dataset),
+                Cell(p.model),
+                Cell(p.metric),
+                Cell(reproduced),
+                Cell(percent(p.value)),
+                Cell(delta),
+                Cell(inside),
+                Cell(p.source or MISSING),
+            )
+        )
+    return Table(
+        name="published",
+        title="Reproduced vs published",
+        caption=(
+            "Reproduced numbers (95% bootstrap CI in parentheses) beside the published ones, "
+            "in percent with one decimal; Δ is reproduced minus published in points; "
+            f"'in CI' says whether the published value lies in our interval ({MISSING}: "
+            "not reproduced or no interval)."
+        ),
+        header=(
+            "task",
+            "dataset",
+            "model",
+            "metric",
+            "reproduced",
+            "published",
+            "Δ",
+            "in CI",
+            "source",
+        ),
+        rows=tuple(rows),
+        numeric=(False, False, False, False, True, True, True, False, False),
+    )
+
+
+# --- renderers ----------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+def _md(text: str) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def to_markdown(table: Table) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    out = [f"**{_md(table.title)}.** {_md(table.caption)}", ""]
+    out.append(line([_md(h) for h in table.header]))
+    out.append(line(["---:" if num else ":---" for num in table.numeric]))
+    for row in table.rows:
+        out.append(line([f"**{_md(c.text)}**" if c.bold else _md(c.text) for c in row]))
+    return "\n".join(out) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "–": "--",
+    "—": "---",
+    "×": r"$\times$",
+    "Δ": r"$\Delta$",
+    "·": r"$\cdot$",
+}
+
+
+def _tex(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    spec = "".join("r" if num else "l" for num in table.numeric)
+    out = [
+        "% Generated by matchbench report; needs \\usepackage{booktabs}.",
+        "\\begin{table}[t]",
+        "  \\centering",
+        f"  \\caption{{{_tex(table.caption)}}}",
+        f"  \\label{{tab:{table.name}}}",
+        f"  \\begin{{tabular}}{{{spec}}}",
+        "    \\toprule",
+        "    " + " & ".join(_tex(h) for h in table.header) + " \\\\",
+        "    \\midrule",
+    ]
+    for row in table.rows:
+        cells = [f"\\textbf{{{_tex(c.text)}}}" if c.bold else _tex(c.text) for c in row]
+        out.append("    " + " & ".join(cells) + " \\\\")
+    out += ["    \\bottomrule", "  \\end{tabular}", "\\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """The table as printed (percent strings), for spreadsheets; bold has no CSV form."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.header)
+    for row in table.rows:
+        writer.writerow([c.text for c in row])
+    return buf.getvalue()
+
+
+def write_table(table: Table, directory: Path) -> list[Path]:
+    """Write ``<name>.md``, ``<name>.tex`` and ``<name>.csv`` into ``directory``."""
+    paths = []
+    for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
+        path = directory / f"{table.name}{suffix}"
+        write_text(path, render(table))
+        paths.append(path)
+    return paths

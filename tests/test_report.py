@@ -1,0 +1,423 @@
+"""The report promise: metrics, mining stats and logs in; one tidy CSV, tables, figures and a
+self-contained page out; byte-identical on rerun; a bad input stops it with no half report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from matchbench.cli import main
+from matchbench.report.gather import (
+    gather_metrics,
+    gather_train_logs,
+    read_pair_sample,
+    select_pairs,
+)
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _metrics(root: Path, task: str, dataset: str, model: str, metrics: dict) -> Path:
+    path = root / "results" / "metrics" / task / dataset / f"{len(list(root.rglob('*.json')))}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "task": task,
+        "dataset": dataset,
+        "model": model,
+        "split": "test",
+        "metrics": metrics,
+        "per_category": {},
+        "extra": {},
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _m(value, low=None, high=None) -> dict:
+    return {"value": value, "ci_low": low, "ci_high": high, "n": 240}
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict:
+    """A small but complete set of stage outputs, laid out as the workflow writes them."""
+    metrics = [
+        _metrics(
+            tmp_path,
+            "ssl",
+            "miniworld",
+            "resnet-mini",
+            {"knn_acc": _m(0.4, 0.35, 0.45), "linear_acc": _m(0.5, 0.44, 0.56)},
+        ),
+        _metrics(
+            tmp_path,
+            "ssl",
+            "miniworld",
+            "resnet-mini+ssl",
+            {"knn_acc": _m(0.612, 0.55, 0.671), "linear_acc": _m(0.48, 0.41, 0.55)},
+        ),
+        _metrics(tmp_path, "ssl", "miniworld", EVIL, {"knn_acc": _m(0.1, 0.05, 0.15)}),
+        _metrics(tmp_path, "correspondence", "spair-mini", "resnet-mini", {"pck@0.1": _m(0.25)}),
+    ]
+    stats = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(
+        json.dumps(
+            {
+                "k": 10,
+                "threshold": 0.6,
+                "n_anchors": 12,
+                "n_pairs": 30,
+                "anchors_with_pairs": 11,
+                "precision": 0.8,
+                "by_threshold": [
+                    {"threshold": t, "n_pairs": n, "precision": p, "anchors_with_pairs": a}
+                    for t, n, p, a in [(0.4, 90, 0.5, 12), (0.6, 30, 0.8, 11), (0.8, 5, 1.0, 4)]
+                ],
+            }
+        )
+    )
+    log = tmp_path / "results" / "models" / "ssl" / "miniworld" / "resnet-mini" / "train_log.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "epoch,step,loss,lr,seconds,knn_acc\n"
+        "0,10,2.5,0.1,1.0,0.3\n1,20,1.8,0.1,1.0,0.45\n2,30,1.2,0.05,1.0,0.6\n"
+    )
+    # images.parquet with real PNG thumbnails: 12 images, 3 classes.
+    data = tmp_path / "data" / "miniworld"
+    (data / "images").mkdir(parents=True)
+    classes = ["circle", "square", "star"]
+    rows = []
+    for i in range(12):
+        cls = classes[i % 3]
+        rel = f"images/{i:03d}.png"
+        Image.new("RGB", (40, 30), color=(60 * (i % 3), 20 * i, 100)).save(data / rel)
+        rows.append((f"img{i:03d}", rel, "train", cls, i % 3, "", 40, 30))
+    index = pd.DataFrame(
+        rows, columns=["id", "path", "split", "class", "label", "instance", "width", "height"]
+    )
+    index.to_parquet(data / "images.parquet", index=False)
+    # Each anchor has a same-class and a different-class neighbour; odd anchors rank the
+    # different-class one first, so the example grid shows both frame colours.
+    pairs = pd.DataFrame(
+        [
+            (f"img{a:03d}", f"img{p:03d}", np.float32(0.9 - 0.1 * r - 0.01 * a), r + 1)
+            for a in range(12)
+            for r, p in enumerate([(a + 3) % 12, (a + 1) % 12][:: 1 if a % 2 == 0 else -1])
+        ],
+        columns=["anchor", "positive", "similarity", "rank"],
+    )
+    pairs_path = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "pairs.parquet"
+    pairs.to_parquet(pairs_path, index=False)
+    published = tmp_path / "published.yaml"
+    published.write_text(
+        "- {task: ssl, dataset: miniworld, model: resnet-mini+ssl, metric: knn_acc, value: 0.60, source: 'Paper 2024, Tab. 2'}\n"
+        "- {task: ssl, dataset: miniworld, model: vit-huge, metric: knn_acc, value: 0.9, source: 'Paper 2024, Tab. 2'}\n"
+    )
+    return {
+        "root": tmp_path,
+        "metrics": metrics,
+        "stats": stats,
+        "log": log,
+        "pairs": pairs_path,
+        "index": data / "images.parquet",
+        "images": data,
+        "published": published,
+    }
+
+
+def _argv(inp: dict, out: Path, *extra: str) -> list[str]:
+    return [
+        "report",
+        "--out", str(out),
+        "--title", "Mini-world <demo> & friends",
+        "--metrics", *map(str, inp["metrics"]),
+        "--mining-stats", str(inp["stats"]),
+        "--train-logs", str(inp["log"]),
+        "--pairs", str(inp["pairs"]),
+        "--index", str(inp["index"]),
+        "--images-root", str(inp["images"]),
+        "--published", str(inp["published"]),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def report(inputs: dict, capsys: pytest.CaptureFixture[str]) -> Path:
+    out = inputs["root"] / "reports" / "demo"
+    assert main(_argv(inputs, out)) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out / 'index.html'}"
+    return out
+
+
+def test_results_csv_is_one_tidy_row_per_result(report: Path) -> None:
+    assert (report / "results.csv").read_text() == (
+        "task,dataset,model,metric,value,ci_low,ci_high\n"
+        "correspondence,spair-mini,resnet-mini,pck@0.1,0.250000,,\n"
+        f"ssl,miniworld,{EVIL},knn_acc,0.100000,0.050000,0.150000\n"
+        "ssl,miniworld,resnet-mini,knn_acc,0.400000,0.350000,0.450000\n"
+        "ssl,miniworld,resnet-mini,linear_acc,0.500000,0.440000,0.560000\n"
+        "ssl,miniworld,resnet-mini+ssl,knn_acc,0.612000,0.550000,0.671000\n"
+        "ssl,miniworld,resnet-mini+ssl,linear_acc,0.480000,0.410000,0.550000\n"
+    )
+
+
+def test_main_tables_show_percent_with_ci_and_bold_best(report: Path) -> None:
+    tables = report / "tables"
+    md = (tables / "ssl_miniworld.md").read_text()
+    assert "| resnet-mini+ssl | **61.2 (55.0–67.1)** | 48.0 (41.0–55.0) |" in md
+    assert "| resnet-mini | 40.0 (35.0–45.0) | **50.0 (44.0–56.0)** |" in md
+    assert "| \\<script\\>alert(1)\\</script\\> | 10.0 (5.0–15.0) | — |" in md
+    assert "percent" in md
+    tex = (tables / "ssl_miniworld.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"resnet-mini+ssl & \textbf{61.2 (55.0--67.1)} & 48.0 (41.0--55.0) \\" in tex
+    assert r"knn\_acc" in tex
+    csv = pd.read_csv(tables / "ssl_miniworld.csv")
+    assert list(csv.columns) == ["model", "knn_acc", "linear_acc"]
+    assert csv.set_index("model").loc["resnet-mini+ssl", "knn_acc"] == "61.2 (55.0–67.1)"
+    # A single model has no "best": nothing is bold; a metric without CI prints the value only.
+    assert "| resnet-mini | 25.0 |" in (tables / "correspondence_spair-mini.md").read_text()
+
+
+def test_mining_and_published_tables(report: Path) -> None:
+    mining = (report / "tables" / "mining.md").read_text()
+    assert "| miniworld | resnet-mini | 10 | 0.600 | 30 | 11 / 12 | 80.0 |" in mining
+    published = pd.read_csv(report / "tables" / "published.csv", dtype=str, keep_default_na=False)
+    ours = published.set_index("model").loc["resnet-mini+ssl"]
+    assert (ours["reproduced"], ours["published"], ours["Δ"], ours["in CI"]) == (
+        "61.2 (55.0–67.1)",
+        "60.0",
+        "+1.2",
+        "yes",
+    )
+    assert published.set_index("model").loc["vit-huge", "reproduced"] == "—"
+
+
+def test_figures_are_valid_pngs(report: Path) -> None:
+    names = sorted(p.name for p in (report / "figures").iterdir())
+    assert names == [
+        "bars_correspondence_spair-mini.png",
+        "bars_ssl_miniworld.png",
+        "learning_curves_miniworld.png",
+        "mined_pairs.png",
+        "mining_miniworld.png",
+    ]
+    for name in names:
+        with Image.open(report / "figures" / name) as image:
+            assert image.format == "PNG"
+            assert "Software" not in image.info  # no matplotlib version stamp
+            image.load()  # decodes every pixel: a truncated file fails here
+            assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_index_html_names_everything_and_escapes_text(report: Path) -> None:
+    page = (report / "index.html").read_text()
+    for model in ("resnet-mini", "resnet-mini+ssl"):
+        assert model in page
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Mini-world &lt;demo&gt; &amp; friends" in page
+    for section in ("summary", "results", "figures", "mining", "learning-curves", "reproduce"):
+        assert f'<section id="{section}">' in page
+    for name in (p.name for p in (report / "figures").iterdir()):
+        assert f'src="figures/{name}"' in page
+    assert "<strong>61.2 (55.0–67.1)</strong>" in page
+    assert "<pre><code>snakemake --cores 2</code></pre>" in page
+    assert not [p for p in report.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_reproduce_option_is_shown_escaped(inputs: dict, tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "r"
+    assert main(_argv(inputs, out, "--reproduce", "snakemake --cores 4 --config a='<b>'")) == 0
+    assert (
+        "snakemake --cores 4 --config a=&#x27;&lt;b&gt;&#x27;" in (out / "index.html").read_text()
+    )
+
+
+def test_rerun_gives_identical_bytes(inputs: dict, report: Path) -> None:
+    def snapshot(folder: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+
+    first = snapshot(report)
+    again = inputs["root"] / "reports" / "again"
+    # Inputs given in another order must not change a byte either.
+    argv = _argv(inputs, again)
+    i = argv.index("--metrics")
+    argv[i + 1 : i + 1 + len(inputs["metrics"])] = map(str, reversed(inputs["metrics"]))
+    assert main(argv) == 0
+    second = snapshot(again)
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+    assert main(_argv(inputs, report)) == 0  # overwrite in place
+    assert snapshot(report) == first
+
+
+def test_train_log_and_mining_names_come_from_paths(inputs: dict) -> None:
+    logs = gather_train_logs([inputs["log"]])
+    assert set(logs["model"]) == {"resnet-mini+ssl"}
+    assert set(logs["dataset"]) == {"miniworld"}
+    assert set(logs["series"]) == {"loss", "knn_acc"}  # not epoch, step, lr, seconds
+
+
+def test_gather_metrics_is_tidy_and_sorted(inputs: dict) -> None:
+    df = gather_metrics(reversed(inputs["metrics"]))
+    assert list(df.columns) == ["task", "dataset", "model", "metric", "value", "ci_low", "ci_high"]
+    assert df[["task", "dataset", "model", "metric"]].values.tolist() == sorted(
+        df[["task", "dataset", "model", "metric"]].values.tolist()
+    )
+    assert df["ci_low"].isna().sum() == 1
+
+
+def test_pair_sample_reads_thumbnails_and_classes(inputs: dict) -> None:
+    sample = read_pair_sample(inputs["pairs"], inputs["index"])  # images root: the index folder
+    assert (sample.dataset, sample.model, sample.n_pairs, sample.n_anchors) == (
+        "miniworld",
+        "resnet-mini",
+        24,
+        12,
+    )
+    assert [ex.anchor for ex in sample.examples] == [
+        f"img{i:03d}" for i in (0, 2, 3, 5, 6, 8, 9, 11)
+    ]
+    assert [ex.same_class for ex in sample.examples] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert all(
+        ex.anchor_image.dtype == np.uint8 and ex.anchor_image.ndim == 3 for ex in sample.examples
+    )
+
+
+def test_select_pairs_takes_the_best_pair_of_evenly_spaced_anchors() -> None:
+    pairs = pd.DataFrame(
+        {
+            "anchor": [f"a{i:02d}" for i in range(20) for _ in range(2)],
+            "positive": [f"p{i:02d}{j}" for i in range(20) for j in range(2)],
+            "similarity": [s for _ in range(20) for s in (0.5, 0.7)],
+            "rank": [r for _ in range(20) for r in (2, 1)],
+        }
+    ).sample(frac=1.0, random_state=0)
+    chosen = select_pairs(pairs, n=5)
+    assert chosen["anchor"].tolist() == ["a00", "a05", "a10", "a14", "a19"]
+    assert chosen["similarity"].tolist() == [0.7] * 5
+    assert chosen.equals(select_pairs(pairs.sample(frac=1.0, random_state=1), n=5))
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [
+        ({"task": "ssl", "dataset": "miniworld", "metrics": {"knn_acc": _m(0.5)}}, "model"),
+        ({"task": "ssl", "dataset": "miniworld", "model": 3, "metrics": {"k": _m(0.5)}}, "model"),
+        (
+            {
+                "task": "ssl",
+                "dataset": "miniworld",
+                "model": "m",
+                "metrics": {"knn_acc": {"ci_low": 0.1}},
+            },
+            "metrics.knn_acc.value",
+        ),
+        (
+            {
+                "task": "ssl",
+                "dataset": "miniworld",
+                "model": "m",
+                "metrics": {"knn_acc": _m("0.5")},
+            },
+            "metrics.knn_acc.value",
+        ),
+        (
+            {"task": "ssl", "dataset": "miniworld", "model": "m", "metrics": {"knn_acc": _m(61.2)}},
+            "metrics.knn_acc.value",
+        ),
+        ({"task": "ssl", "dataset": "miniworld", "model": "m", "metrics": []}, "metrics"),
+        ([1, 2], "top level"),
+    ],
+)
+def test_malformed_metrics_stop_the_report(
+    inputs: dict, doc: object, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = inputs["root"] / "bad_metrics.json"
+    bad.write_text(json.dumps(doc))
+    out = inputs["root"] / "reports" / "bad"
+    argv = _argv(inputs, out)
+    argv.insert(argv.index("--metrics") + 1, str(bad))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and key in err
+    assert not out.exists()
+    assert not (inputs["root"] / "reports").exists()  # nothing written at all
+
+
+@pytest.mark.parametrize("which", ["metrics", "stats", "log", "index", "published"])
+def test_missing_input_file_is_named(
+    inputs: dict, which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = inputs["root"] / f"missing_{which}"
+    argv = _argv(inputs, inputs["root"] / "reports" / "x")
+    flag = {
+        "metrics": "--metrics",
+        "stats": "--mining-stats",
+        "log": "--train-logs",
+        "index": "--index",
+        "published": "--published",
+    }[which]
+    argv[argv.index(flag) + 1] = str(missing)
+    assert main(argv) == 2
+    assert f"{missing}: file not found" in capsys.readouterr().err
+    assert not (inputs["root"] / "reports").exists()
+
+
+def test_a_failed_rerun_keeps_the_previous_report(inputs: dict, report: Path) -> None:
+    before = (report / "index.html").read_bytes()
+    inputs["metrics"][0].write_text("{not json")
+    assert main(_argv(inputs, report)) == 2
+    assert (report / "index.html").read_bytes() == before
+
+
+def test_duplicate_results_are_an_error(inputs: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    dup = _metrics(inputs["root"], "ssl", "miniworld", "resnet-mini", {"knn_acc": _m(0.3)})
+    argv = _argv(inputs, inputs["root"] / "reports" / "dup")
+    argv.insert(argv.index("--metrics") + 1, str(dup))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(dup) in err and "already given by" in err
+
+
+def test_published_values_must_be_fractions(
+    inputs: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs["published"].write_text(
+        "- {task: ssl, dataset: miniworld, model: m, metric: knn_acc, value: 61.2}\n"
+    )
+    assert main(_argv(inputs, inputs["root"] / "reports" / "p")) == 2
+    err = capsys.readouterr().err
+    assert str(inputs["published"]) in err and "[0].value" in err
+
+
+def test_minimal_report_needs_only_metrics(inputs: dict, tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "min"
+    argv = ["report", "--out", str(out), "--metrics", str(inputs["metrics"][0])]
+    assert main([*argv, "--mining-stats", "--train-logs"]) == 0  # empty lists from a rule
+    page = (out / "index.html").read_text()
+    assert "No mining statistics were given" in page and "No training logs were given" in page
+    assert sorted(p.name for p in (out / "tables").iterdir()) == [
+        "ssl_miniworld.csv",
+        "ssl_miniworld.md",
+        "ssl_miniworld.tex",
+    ]
