@@ -82,6 +82,12 @@ def _check_references(cfg: Config, source: str) -> None:
                 f"{source}: tracks.{track}.dataset: {spec['dataset']!r} is not in datasets "
                 f"({', '.join(cfg['datasets'])})"
             )
+        sampler = spec.get("sampler")
+        if sampler is not None and sampler not in ("ssl", "backbone", *cfg["backbones"]):
+            raise MatchbenchError(
+                f"{source}: tracks.{track}.sampler: {sampler!r} is not 'ssl', 'backbone' or a backbone "
+                f"of the config ({', '.join(cfg['backbones'])})"
+            )
         for b in spec.get("backbones", []):
             if b not in cfg["backbones"]:
                 close = difflib.get_close_matches(b, cfg["backbones"], n=3)

@@ -34,4 +34,6 @@ def ssl_models():
 
 
 def sampler_model(backbone):
-    return backbone if CFG["tracks"]["ssl"]["sampler"] == "backbone" else f"{backbone}+ssl"
+    """The model whose features mine the positive pairs of ``backbone``'s ssl-spp training."""
+    sampler = CFG["tracks"]["ssl"]["sampler"]
+    return {"ssl": f"{backbone}+ssl", "backbone": backbone}.get(sampler, sampler)

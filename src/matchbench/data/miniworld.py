@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "categories": list(CATEGORIES),
     "per_class": {"train": 80, "val": 0, "test": 40},
     "instances_per_class": 24,
+    "max_clutter": 3,
+    "gradient": True,
 }
 
 GENERATOR_VERSION = 1
@@ -40,6 +42,9 @@ class MiniWorld:
                 categories=list(opts["categories"]),
                 per_class=dict(opts["per_class"]),
                 instances_per_class=int(opts["instances_per_class"]),
+                max_clutter=int(opts["max_clutter"]),
+                gradient=bool(opts["gradient"]),
+                progress=bool(opts.get("progress", True)),
             )
             write_json(
                 tmp / "MANIFEST.json",

@@ -49,11 +49,13 @@ class ProjectionHead(nn.Module):
 
 def augmentation(size: int, tcfg: dict[str, Any]) -> v2.Compose:
     j = tcfg["color_jitter"]
+    rotation = [v2.RandomRotation(tcfg["rotation"])] if tcfg["rotation"] else []
     return v2.Compose(
         [
+            *rotation,
             v2.RandomResizedCrop(size, scale=tuple(tcfg["crop_scale"]), antialias=True),
             v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(j, j, j, min(0.1, j / 4))], p=0.8),
+            v2.RandomApply([v2.ColorJitter(j, j, j, tcfg["hue"])], p=0.8),
             v2.RandomGrayscale(p=tcfg["grayscale"]),
         ]
     )

@@ -32,6 +32,8 @@ def write_class_folders(
     categories: list[str],
     per_class: dict[str, int],
     instances_per_class: int,
+    max_clutter: int = 3,
+    gradient: bool = True,
     progress: bool = True,
 ) -> int:
     """Render every split into ``root``; returns the number of images written."""
@@ -53,7 +55,9 @@ def write_class_folders(
         instances = pools[s, category]
         rng = _rng(seed, 2, s, CATEGORIES_INDEX[category], i)
         inst = instances[int(rng.integers(len(instances)))]
-        img, _, _ = render(inst, sample_view(rng), image_size, rng)
+        img, _, _ = render(
+            inst, sample_view(rng, max_clutter=max_clutter, gradient=gradient), image_size, rng
+        )
         out = root / split / category / f"{split}-{category}-{i:04d}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         img.save(out, format="PNG", optimize=False)

@@ -109,10 +109,19 @@ def make_instance(rng: np.random.Generator, category: str) -> Instance:
     )
 
 
-def sample_view(rng: np.random.Generator, *, occlusion_prob: float = 0.0) -> View:
+def sample_view(
+    rng: np.random.Generator,
+    *,
+    occlusion_prob: float = 0.0,
+    max_clutter: int = 3,
+    gradient: bool = True,
+) -> View:
+    """A random view. ``max_clutter`` distractor discs at most; ``gradient=False`` gives a flat background."""
     scale = float(rng.uniform(0.22, 0.38))
     margin = scale * 0.9
     bg = tuple(tuple(int(c) for c in rng.integers(0, 256, size=3)) for _ in range(2))
+    if not gradient:
+        bg = (bg[0], bg[0])
     return View(
         angle=float(rng.uniform(-math.pi, math.pi)),
         scale=scale,
@@ -121,7 +130,7 @@ def sample_view(rng: np.random.Generator, *, occlusion_prob: float = 0.0) -> Vie
         mirror=bool(rng.random() < 0.5),
         background=bg,  # type: ignore[arg-type]
         bg_angle=float(rng.uniform(0, 2 * math.pi)),
-        clutter=int(rng.integers(0, 4)),
+        clutter=int(rng.integers(0, max_clutter + 1)),
         occluder=bool(rng.random() < occlusion_prob),
     )
 
