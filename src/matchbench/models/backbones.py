@@ -9,12 +9,15 @@ Compute jobs never touch the network.
 from __future__ import annotations
 
 import difflib
+import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from matchbench.errors import MatchbenchError
@@ -82,15 +85,22 @@ def load_state(module: nn.Module, path: str | Path, *, prefix: str = "") -> None
     Missing backbone keys are an error: a silently half-loaded network is worse than none.
     """
     p = Path(path)
+    # The suffix first: a .pth path is refused for what it is, whether or not it exists.
+    if p.suffix != ".safetensors":
+        raise MatchbenchError(
+            f"{p}: weights must be a .safetensors file (pickled checkpoints such as .pth/.pt/.bin "
+            "can run arbitrary code when loaded; convert it with safetensors.torch.save_file)"
+        )
     if not p.is_file():
         raise MatchbenchError(
             f"{p}: weights file not found (run `matchbench weights` or snakemake's weights rule)"
         )
-    if p.suffix != ".safetensors":
+    try:
+        state = load_file(str(p))
+    except (SafetensorError, OSError) as e:
         raise MatchbenchError(
-            f"{p}: weights must be a .safetensors file (pickled checkpoints can run code)"
-        )
-    state = load_file(str(p))
+            f"{p}: not a readable safetensors file ({e}); truncated, or a renamed pickle?"
+        ) from None
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = module.state_dict()
@@ -109,12 +119,36 @@ def load_state(module: nn.Module, path: str | Path, *, prefix: str = "") -> None
     module.load_state_dict(usable, strict=True)
 
 
+def _canonical_header(blob: bytes) -> tuple[bytes, int]:
+    """The header of a serialised safetensors file with its ``__metadata__`` keys sorted.
+
+    safetensors keeps the metadata in a Rust ``HashMap`` whose order changes from call to
+    call, so two saves of equal weights would differ in their header bytes. Returns the new
+    8-byte length + header, and where the tensor data starts in ``blob``. The sorted header is
+    padded (with spaces, as the format allows) to the original length, so the tensor offsets
+    are unchanged.
+    """
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is not None:
+        header = {"__metadata__": dict(sorted(meta.items())), **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # cannot happen for a reordering; keep the library's header if it does
+        return bytes(blob[: 8 + n]), 8 + n
+    return blob[:8] + text + b" " * (n - len(text)), 8 + n
+
+
 def save_state(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``module``'s weights as safetensors, byte-identical for equal weights and metadata."""
     from matchbench.io import atomic_path
 
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata or {})
+    blob = save(state, metadata=metadata or {})
+    head, start = _canonical_header(blob)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(head)
+        f.write(memoryview(blob)[start:])  # the tensors, without another copy
 
 
 def create_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> Backbone:
