@@ -296,11 +296,6 @@ def test_cli_invalid_config_prints_the_readme_format(tmp_path, raw, capsys):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_config passes PyYAML's multi-line message through and it says <unicode string> "
-    "instead of the file: the CLI prints several lines",
-)
 def test_cli_invalid_yaml_is_one_line(tmp_path, capsys):
     p = write(tmp_path, "seed: 0\ndatasets: [1, 2\nbackbones: {}\n")
     code, lines = run_cli(capsys, *EXTRACT, "--config", str(p))

@@ -149,13 +149,6 @@ def test_prepare_writes_the_common_index(world):
         assert (world.dataset_dir / path).is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="imagefolder.index_image_folder writes absolute paths when the raw folder is not "
-    "under data/<dataset>/ (the default layout data/raw/<dataset>), but docs/contracts.md says "
-    "paths are relative to data/<dataset>/: the index breaks when the repo moves or is pulled "
-    "with DVC elsewhere",
-)
 def test_prepare_paths_are_relative_to_the_dataset_folder(world):
     df = pd.read_parquet(world.index_path)
     assert not any(Path(p).is_absolute() for p in df["path"])

@@ -117,7 +117,10 @@ def load_config(path: str | Path) -> Config:
     except FileNotFoundError:
         raise MatchbenchError(f"{p}: config file not found") from None
     except yaml.YAMLError as e:
-        raise MatchbenchError(f"{p}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise MatchbenchError(f"{p}: not valid YAML{at}: {problem}") from None
     return resolve(raw, str(p))
 
 

@@ -4,5 +4,7 @@
 class MatchbenchError(Exception):
     """A user-facing error: bad config, bad input file, checksum mismatch, ...
 
-    The message must name the file, key or option at fault and what was expected.
+    The message must name the file, key or option at fault and what was expected. The CLI
+    prints it after ``matchbench <stage>: error:`` and exits 2, without a traceback; a message
+    listing several problems (an invalid config) puts one per indented line.
     """

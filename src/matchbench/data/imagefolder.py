@@ -6,6 +6,7 @@ the folder exists (track it with ``dvc add``); ``prepare`` indexes it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,9 @@ def index_image_folder(root: Path, base: Path) -> pd.DataFrame:
                 rows.append(
                     {
                         "id": f"{split}/{cls}/{f.stem}",
-                        "path": str(f.relative_to(base))
-                        if f.is_relative_to(base)
-                        else str(f.resolve()),
+                        # Relative even outside ``base`` (data/raw/<dataset>/...), so the index
+                        # survives a moved checkout or a `dvc pull` elsewhere.
+                        "path": os.path.relpath(f, base),
                         "split": split,
                         "class": cls,
                         "label": label[cls],

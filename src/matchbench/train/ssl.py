@@ -225,7 +225,7 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
             bar.update(1)
         row: dict[str, Any] = {
