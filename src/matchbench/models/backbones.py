@@ -43,15 +43,24 @@ def _unknown(arch: str, known: list[str], source: str) -> MatchbenchError:
     return MatchbenchError(f"unknown {source} architecture {arch!r}{hint}")
 
 
-def _timm(spec: dict[str, Any]) -> tuple[nn.Module, int]:
+Norm = tuple[float, float, float]
+IMAGENET: tuple[Norm, Norm] = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _timm(spec: dict[str, Any]) -> tuple[nn.Module, int, tuple[Norm, Norm]]:
     import timm
 
     arch = spec["arch"]
-    base = arch.split(".")[0]
+    base, _, tag = arch.partition(".")
     if not timm.is_model(base):
         raise _unknown(arch, timm.list_models(), "timm")
-    model = timm.create_model(base, pretrained=False, num_classes=0, **spec.get("kwargs", {}))
-    return model, int(model.num_features)
+    tag = tag or spec.get("weights_tag") or ""
+    name = f"{base}.{tag}" if tag else base
+    model = timm.create_model(name, pretrained=False, num_classes=0, **spec.get("kwargs", {}))
+    # The normalisation the weights were trained with (a CLIP-trained ViT differs from ImageNet).
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    norm = (tuple(cfg.get("mean", IMAGENET[0])), tuple(cfg.get("std", IMAGENET[1])))
+    return model, int(model.num_features), norm  # type: ignore[return-value]
 
 
 class _OpenClipVisual(nn.Module):
@@ -63,7 +72,7 @@ class _OpenClipVisual(nn.Module):
         return self.visual(x)
 
 
-def _open_clip(spec: dict[str, Any]) -> tuple[nn.Module, int]:
+def _open_clip(spec: dict[str, Any]) -> tuple[nn.Module, int, tuple[Norm, Norm]]:
     import open_clip
 
     arch = spec["arch"]
@@ -72,7 +81,12 @@ def _open_clip(spec: dict[str, Any]) -> tuple[nn.Module, int]:
     model = open_clip.create_model(arch, pretrained=None)
     visual = _OpenClipVisual(model.visual)
     dim = int(getattr(model.visual, "output_dim", 0) or model.text_projection.shape[1])
-    return visual, dim
+    pre = getattr(model.visual, "preprocess_cfg", None) or {}
+    norm = (
+        tuple(pre.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        tuple(pre.get("std", open_clip.OPENAI_DATASET_STD)),
+    )
+    return visual, dim, norm  # type: ignore[return-value]
 
 
 def weights_path(data_dir: str | Path, backbone: str) -> Path:
@@ -155,9 +169,9 @@ def create_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> 
     """Build the backbone ``spec`` describes (a resolved config entry) and load ``weights`` if given."""
     source = spec["source"]
     if source == "timm":
-        module, dim = _timm(spec)
+        module, dim, norm = _timm(spec)
     elif source == "open_clip":
-        module, dim = _open_clip(spec)
+        module, dim, norm = _open_clip(spec)
     else:  # the schema forbids it; keep the error for programmatic use
         raise MatchbenchError(f"backbone source {source!r}: expected timm or open_clip")
     if weights is None and isinstance(spec.get("pretrained"), str):
@@ -168,6 +182,6 @@ def create_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> 
         module=module,
         dim=dim,
         image_size=int(spec.get("image_size", 224)),
-        mean=tuple(spec.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
-        std=tuple(spec.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+        mean=tuple(spec.get("mean") or norm[0]),  # type: ignore[arg-type]
+        std=tuple(spec.get("std") or norm[1]),  # type: ignore[arg-type]
     )
