@@ -206,10 +206,6 @@ def train(
                     torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / tcfg["temperature"]
                 )
                 loss = F.cross_entropy(logits, torch.zeros(bs, dtype=torch.long, device=device))
-                with torch.no_grad():
-                    sl = torch.arange(queue_ptr, queue_ptr + bs) % queue.shape[0]
-                    queue[sl.to(device)] = k
-                    queue_ptr = int((queue_ptr + bs) % queue.shape[0])
             else:
                 z = F.normalize(head(backbone(x)), dim=1)
                 ids2 = torch.cat([idx, idx])  # both views belong to the anchor
@@ -225,6 +221,11 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if use_queue:  # enqueue after backward: the loss read the queue as it was
+                with torch.no_grad():
+                    slots = torch.arange(queue_ptr, queue_ptr + bs) % queue.shape[0]
+                    queue[slots.to(device)] = k
+                    queue_ptr = int((queue_ptr + bs) % queue.shape[0])
             losses.append(loss.item())
             step += 1
             bar.update(1)
