@@ -23,7 +23,18 @@ def test_config_validates(path: Path) -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--directory", str(ROOT), "--configfile", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--quiet",
+            "rules",
+            "--directory",
+            str(ROOT),
+            "--configfile",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

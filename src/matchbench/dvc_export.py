@@ -1,0 +1,370 @@
+"""`matchbench dvc-export`: write dvc.yaml from the Snakemake DAG, one DVC stage per job.
+
+Snakemake is the one DAG; dvc.yaml is derived from it, never edited by hand. The jobs come from
+``snakemake --dry-run --forceall --printshellcmds`` (Snakemake 9's job info: rule, input,
+output, log, wildcards and the exact shell command). ``--detailed-summary`` is no use here: it
+reports inputs and commands only for outputs that already exist.
+
+Each stage runs the job's shell command byte for byte, preceded by the ``mkdir -p`` Snakemake
+does before every job (the command's ``2> logs/...`` needs the log folder; DVC creates no
+folders). See docs/dvc.md for the choices: which files are deps, outs, metrics and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import heapq
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from matchbench.errors import MatchbenchError
+from matchbench.io import write_text
+
+DEFAULT_CONFIG = "config/default.yaml"
+DEFAULT_OUT = "dvc.yaml"
+SNAKEFILE = "workflow/Snakefile"
+
+# Columns of train_log.csv (docs/contracts.md) drawn as learning curves by `dvc plots show`.
+PLOT_X = "epoch"
+PLOT_Y = ("loss", "knn_acc")
+
+# DVC accepts letters, digits, "-" and "_" in stage names (treeverse/dvc#3767): "@" is taken
+# by foreach/matrix and ":" by `dvc.yaml:stage` targets. Rule and wildcard values are joined
+# by "--"; any other character ("+" in "resnet-mini+ssl") becomes "_".
+_NAME_SEP = "--"
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
+
+_RULE_LINE = re.compile(r"^(local)?(rule|checkpoint) (\w+):$")
+_FIELD_LINE = re.compile(r"^    (\w+): (.*)$")
+_SHELL_PREFIX = "Shell command: "
+_STATS_ROW = re.compile(r"^(\w+)\s+(\d+)$")
+_TIMESTAMP = re.compile(r"^\[[^\]]+\]$")
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: tuple[tuple[str, str], ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    logs: tuple[str, ...]
+    shellcmd: str | None
+
+
+# --- Snakemake's side ----------------------------------------------------------------------
+
+
+def snakemake_argv(configfile: str) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", SNAKEFILE,
+        "--configfile", configfile,
+        "--dry-run", "--forceall", "--printshellcmds", "--nolock",
+    ]  # fmt: skip
+
+
+def dry_run(configfile: str, cwd: Path) -> str:
+    """Snakemake's dry-run text for ``configfile`` (every job, forced)."""
+    proc = subprocess.run(
+        snakemake_argv(configfile), cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-20:])
+        raise MatchbenchError(f"snakemake --dry-run failed for {configfile}:\n{tail}")
+    return proc.stdout + "\n" + proc.stderr
+
+
+def _files(value: str, what: str, rule: str) -> tuple[str, ...]:
+    files = tuple(value.split(", "))
+    for f in files:
+        # Snakemake annotates flagged files ("x (pipe)") and unresolved ones ("<TBD>").
+        if not f or f != f.strip() or f.endswith(")") or "<TBD>" in f:
+            raise MatchbenchError(
+                f"rule {rule}: {what} {f!r} cannot be expressed in dvc.yaml "
+                "(flagged, checkpoint-dependent or oddly named file)"
+            )
+    return files
+
+
+def _job(rule: str, fields: dict[str, str], shell: str | None) -> Job:
+    wildcards = tuple(
+        tuple(item.split("=", 1)) for item in fields["wildcards"].split(", ")
+    ) if "wildcards" in fields else ()  # fmt: skip
+    return Job(
+        rule=rule,
+        wildcards=wildcards,  # type: ignore[arg-type]
+        inputs=_files(fields["input"], "input", rule) if "input" in fields else (),
+        outputs=_files(fields["output"], "output", rule) if "output" in fields else (),
+        logs=_files(fields["log"], "log", rule) if "log" in fields else (),
+        shellcmd=None if shell in (None, "None") else shell,
+    )
+
+
+def _job_stats(lines: list[str]) -> dict[str, int]:
+    """The "Job stats" table Snakemake prints before the jobs: rule -> count."""
+    try:
+        start = lines.index("Job stats:")
+    except ValueError:
+        raise MatchbenchError("snakemake printed no job stats: no jobs to export?") from None
+    counts: dict[str, int] = {}
+    for line in lines[start + 3 :]:
+        m = _STATS_ROW.match(line.strip())
+        if not m or m.group(1) == "total":
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """Jobs from ``snakemake --dry-run --printshellcmds`` output (Snakemake 9 format).
+
+    The parse is checked against Snakemake's own job counts, so a format change fails loudly
+    instead of producing a partial dvc.yaml.
+    """
+    lines = text.splitlines()
+    jobs: list[Job] = []
+    rule: str | None = None
+    fields: dict[str, str] = {}
+    shell: str | None = None
+    after_shell = False
+    for line in lines:
+        if after_shell:
+            after_shell = False
+            # A job's block ends with its command; what follows is a blank line, the next
+            # job's timestamp or the closing job stats. Anything else continues the command.
+            if line.strip() and line != "Job stats:" and not _TIMESTAMP.match(line):
+                raise MatchbenchError(
+                    f"rule {rule}: multi-line shell command; dvc-export expects one line "
+                    "(a rule runs one `matchbench` subcommand)"
+                )
+        if m := _RULE_LINE.match(line):
+            if rule is not None:
+                jobs.append(_job(rule, fields, shell))
+            if m.group(2) == "checkpoint":
+                raise MatchbenchError(
+                    f"rule {m.group(3)} is a checkpoint: its downstream jobs are unknown "
+                    "until it runs, so dvc.yaml cannot list them"
+                )
+            rule, fields, shell = m.group(3), {}, None
+        elif rule is not None and (m := _FIELD_LINE.match(line)):
+            fields[m.group(1)] = m.group(2)
+        elif rule is not None and line.startswith(_SHELL_PREFIX):
+            shell, after_shell = line[len(_SHELL_PREFIX) :], True
+    if rule is not None:
+        jobs.append(_job(rule, fields, shell))
+
+    expected = _job_stats(lines)
+    found: dict[str, int] = {}
+    for job in jobs:
+        found[job.rule] = found.get(job.rule, 0) + 1
+    if found != expected:
+        raise MatchbenchError(
+            f"could not parse Snakemake's dry run: job stats say {expected}, parsed {found} "
+            "(rules with `message:` or a changed Snakemake output format are not supported)"
+        )
+    return jobs
+
+
+# --- DVC's side ----------------------------------------------------------------------------
+
+
+def stage_name(job: Job) -> str:
+    return _NAME_SEP.join([job.rule, *(_NAME_BAD.sub("_", v) for _, v in job.wildcards)])
+
+
+def is_metric(path: str) -> bool:
+    p = PurePosixPath(path)
+    return p.suffix == ".json" and "metrics" in p.parts[:-1]
+
+
+def is_plot(path: str) -> bool:
+    return PurePosixPath(path).name == "train_log.csv"
+
+
+def _folders(paths: list[str]) -> list[str]:
+    return sorted({str(PurePosixPath(p).parent) for p in paths} - {"."})
+
+
+def stage(job: Job, configfile: str) -> dict[str, Any]:
+    """One DVC stage running exactly what Snakemake runs for ``job``."""
+    assert job.shellcmd is not None
+    products = [*job.outputs, *job.logs]
+    folders = _folders(products)
+    cmd: str | list[str] = job.shellcmd
+    if folders:
+        # Snakemake creates these before running a job; DVC does not.
+        cmd = [shlex.join(["mkdir", "-p", *folders]), job.shellcmd]
+    entry: dict[str, Any] = {
+        "desc": " ".join([f"snakemake rule {job.rule}", *(f"{k}={v}" for k, v in job.wildcards)]),
+        "cmd": cmd,
+        "deps": sorted({configfile, *job.inputs}),
+    }
+    outs = sorted(p for p in products if not is_metric(p))
+    metrics = sorted(p for p in job.outputs if is_metric(p))
+    if outs:
+        entry["outs"] = outs
+    if metrics:
+        entry["metrics"] = metrics
+    return entry
+
+
+def _topological(stages: dict[str, dict[str, Any]]) -> list[str]:
+    """Stage names, producers before consumers, ties broken by name: stable and readable."""
+    producer = {
+        out: name
+        for name, s in stages.items()
+        for out in [*s.get("outs", []), *s.get("metrics", [])]
+    }
+    needs = {name: {producer[d] for d in s["deps"] if d in producer} for name, s in stages.items()}
+    users: dict[str, set[str]] = {name: set() for name in stages}
+    for name, deps in needs.items():
+        for d in deps:
+            users[d].add(name)
+    ready = [name for name, deps in needs.items() if not deps]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for user in users[name]:
+            needs[user].discard(name)
+            if not needs[user]:
+                heapq.heappush(ready, user)
+    if len(order) != len(stages):
+        raise MatchbenchError("the Snakemake DAG has a cycle?")  # cannot happen: it is a DAG
+    return order
+
+
+def plots(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Top-level plots: one learning-curve figure per train_log.csv column, a line per log."""
+    logs = sorted(p for s in stages.values() for p in s.get("outs", []) if is_plot(p))
+    if not logs:
+        return []
+    return [
+        {
+            f"train-{y}": {
+                "title": f"Training {y} per epoch",
+                "x": PLOT_X,
+                "y": dict.fromkeys(logs, y),
+            }
+        }
+        for y in PLOT_Y
+    ]
+
+
+def build(jobs: list[Job], configfile: str) -> dict[str, Any]:
+    stages: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        if job.shellcmd is None:
+            if job.outputs:
+                raise MatchbenchError(
+                    f"rule {job.rule} has no shell command (run:/script:): dvc.yaml cannot run it"
+                )
+            continue  # a target rule such as `all`
+        name = stage_name(job)
+        if name in stages:
+            raise MatchbenchError(
+                f"two jobs map to the DVC stage name {name!r}: rename a wildcard value "
+                "(stage names keep only letters, digits, '-' and '_')"
+            )
+        stages[name] = stage(job, configfile)
+    doc: dict[str, Any] = {"stages": {name: stages[name] for name in _topological(stages)}}
+    if figures := plots(stages):
+        doc["plots"] = figures
+    return doc
+
+
+def command_line(configfile: str, out: str) -> str:
+    argv = ["matchbench", "dvc-export"]
+    if configfile != DEFAULT_CONFIG:
+        argv += ["--configfile", configfile]
+    if out != DEFAULT_OUT:
+        argv += ["--out", out]
+    return shlex.join(argv)
+
+
+def render(doc: dict[str, Any], configfile: str, out: str) -> str:
+    header = (
+        f"# Generated from the Snakemake DAG by `{command_line(configfile, out)}`: do not edit.\n"
+        "# Rerun it after changing workflow/ or the config; with `--check` it tells whether this\n"
+        "# file is stale. See docs/dvc.md.\n"
+    )
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=10_000)
+    return header + body
+
+
+def export(configfile: str, out: str, cwd: Path) -> str:
+    """The text of dvc.yaml for ``configfile`` (a path relative to the repository root)."""
+    return render(build(parse_dry_run(dry_run(configfile, cwd)), configfile), configfile, out)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def _relative_config(configfile: str, root: Path) -> str:
+    """The config path as the stages get it (the Snakefile passes it relative to the root)."""
+    path = (root / configfile).resolve()
+    if not path.is_file():
+        raise MatchbenchError(f"{configfile}: config file not found")
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise MatchbenchError(
+            f"{configfile}: the config file must be inside the repository ({root}) "
+            "so that dvc.yaml works in every clone"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--configfile",
+        default=DEFAULT_CONFIG,
+        help=f"config to export the DAG of, relative to the repository root (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"file to write (default: {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if the file differs from what would be written (stale)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    if not (root / SNAKEFILE).is_file():
+        raise MatchbenchError(f"{SNAKEFILE} not found: run dvc-export from the repository root")
+    configfile = _relative_config(args.configfile, root)
+    out = Path(args.out)
+    regenerate = f"regenerate it with `{command_line(configfile, out.as_posix())}`"
+    if args.check and not out.is_file():
+        print(f"dvc-export: {out} does not exist; {regenerate}", file=sys.stderr)
+        return 1
+    text = export(configfile, out.as_posix(), root)
+    if not args.check:
+        write_text(out, text)
+        n = len(yaml.safe_load(text)["stages"])
+        print(f"dvc-export: {n} stages from the Snakemake DAG of {configfile} -> {out}")
+        return 0
+    current = out.read_text(encoding="utf-8")
+    if current == text:
+        print(f"dvc-export: {out} is up to date with the Snakemake DAG of {configfile}")
+        return 0
+    print(
+        f"dvc-export: {out} is stale (differs from the Snakemake DAG); {regenerate}",
+        file=sys.stderr,
+    )
+    diff = difflib.unified_diff(
+        current.splitlines(), text.splitlines(), f"{out} (now)", f"{out} (expected)", lineterm=""
+    )
+    sys.stderr.write("\n".join(list(diff)[:60]) + "\n")
+    return 1

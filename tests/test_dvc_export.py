@@ -1,0 +1,185 @@
+"""dvc.yaml is derived from the Snakemake DAG (docs/dvc.md): the committed file is up to date with
+the default config's DAG, every stage runs exactly the command Snakemake runs for that job, and a
+stale file is refused with a message that names it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dvc.stage.utils import is_valid_name
+
+from matchbench.cli import main
+from matchbench.dvc_export import build, parse_dry_run
+from matchbench.errors import MatchbenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def snakemake_commands() -> list[str]:
+    """Every shell command of the default config's DAG, read off Snakemake's own dry run."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--printshellcmds", "--nolock"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    prefix = "Shell command: "
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [
+        line[len(prefix) :] for line in lines if line.startswith(prefix) and line != f"{prefix}None"
+    ]
+
+
+def test_committed_dvc_yaml_is_up_to_date(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["dvc-export", "--check"]) == 0, capsys.readouterr().err
+
+
+def test_every_stage_runs_the_command_snakemake_runs(
+    committed: dict[str, Any], snakemake_commands: list[str]
+) -> None:
+    stages = committed["stages"]
+    assert sorted(s["cmd"][-1] for s in stages.values()) == sorted(snakemake_commands)
+    extract = stages["extract--miniworld--resnet-mini_ssl"]
+    assert extract["cmd"][-1] == (
+        "matchbench extract --config config/default.yaml --dataset miniworld "
+        "--model resnet-mini+ssl 2> logs/extract/miniworld/resnet-mini+ssl.log"
+    )
+    assert extract["cmd"][-1] in snakemake_commands
+    # The folders Snakemake creates before a job (the `2>` redirection needs the log's).
+    assert (
+        extract["cmd"][0]
+        == "mkdir -p logs/extract/miniworld results/features/miniworld/resnet-mini+ssl"
+    )
+    assert extract["deps"] == [
+        "config/default.yaml",
+        "data/miniworld/images.parquet",
+        "results/models/ssl/miniworld/resnet-mini/model.safetensors",
+    ]
+    assert "results/features/miniworld/resnet-mini+ssl/features.npy" in extract["outs"]
+
+
+def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
+    stages = committed["stages"]
+    assert all(is_valid_name(name) for name in stages)  # what `dvc stage add` accepts
+    metrics = sorted(m for s in stages.values() for m in s.get("metrics", []))
+    assert metrics == [
+        f"results/metrics/ssl/miniworld/{m}.json"
+        for m in ("resnet-mini+ssl-spp", "resnet-mini+ssl", "resnet-mini")
+    ]
+    plots = {name: spec for entry in committed["plots"] for name, spec in entry.items()}
+    assert set(plots) == {"train-loss", "train-knn_acc"}
+    assert plots["train-loss"]["x"] == "epoch"
+    assert sorted(plots["train-loss"]["y"]) == [
+        f"results/models/{r}/miniworld/resnet-mini/train_log.csv" for r in ("ssl-spp", "ssl")
+    ]
+    # Producers before consumers: download first, the report last.
+    names = list(stages)
+    assert names[0] == "download--miniworld" and names[-1] == "report--demo"
+
+
+def test_stale_or_missing_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "dvc.yaml"
+    assert main(["dvc-export", "--check", "--out", str(out)]) == 1
+    assert f"{out} does not exist" in capsys.readouterr().err
+
+    assert main(["dvc-export", "--out", str(out)]) == 0
+    stale = out.read_text().replace("--title demo", "--title old")
+    out.write_text(stale)
+    assert main(["dvc-export", "--check", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out} is stale" in err
+    assert f"matchbench dvc-export --out {out}" in err  # how to regenerate it
+    assert "+    - matchbench report --out reports/demo --title demo" in err  # the diff
+    assert out.read_text() == stale  # --check writes nothing
+
+
+# Snakemake 9's dry-run text, as `dvc-export` reads it (trimmed).
+DRY_RUN = """\
+Building DAG of jobs...
+Job stats:
+job        count
+-------  -------
+extract        1
+all            1
+total          2
+
+
+[Mon Nov 23 11:00:12 2026]
+rule extract:
+    input: data/mw/images.parquet
+    output: results/features/mw/r+ssl/features.npy, results/features/mw/r+ssl/ids.txt
+    log: logs/extract/mw/r+ssl.log
+    jobid: 1
+    reason: Forced execution
+    wildcards: dataset=mw, model=r+ssl
+    resources: tmpdir=/tmp, gpu=1
+Shell command: matchbench extract --dataset mw --model r+ssl 2> logs/extract/mw/r+ssl.log
+
+[Mon Nov 23 11:00:12 2026]
+localrule all:
+    input: results/features/mw/r+ssl/features.npy
+    jobid: 0
+    reason: Forced execution
+    resources: tmpdir=/tmp
+Shell command: None
+Job stats:
+job        count
+-------  -------
+extract        1
+all            1
+total          2
+"""
+
+
+def test_parse_dry_run() -> None:
+    jobs = parse_dry_run(DRY_RUN)
+    assert [j.rule for j in jobs] == ["extract", "all"]
+    extract = jobs[0]
+    assert extract.wildcards == (("dataset", "mw"), ("model", "r+ssl"))
+    assert extract.outputs == (
+        "results/features/mw/r+ssl/features.npy",
+        "results/features/mw/r+ssl/ids.txt",
+    )
+    assert (
+        extract.shellcmd
+        == "matchbench extract --dataset mw --model r+ssl 2> logs/extract/mw/r+ssl.log"
+    )
+    assert jobs[1].shellcmd is None
+    doc = build(jobs, "c.yaml")
+    assert list(doc["stages"]) == ["extract--mw--r_ssl"]  # `all` runs nothing
+    assert doc["stages"]["extract--mw--r_ssl"]["cmd"] == [
+        "mkdir -p logs/extract/mw results/features/mw/r+ssl",
+        extract.shellcmd,
+    ]
+    assert doc["stages"]["extract--mw--r_ssl"]["deps"] == ["c.yaml", "data/mw/images.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("2> logs/extract/mw/r+ssl.log\n", "2> logs/extract/mw/r+ssl.log\n  && echo done\n"),
+            "multi-line",
+        ),
+        (("rule extract:", "checkpoint extract:"), "checkpoint"),
+        (("extract        1\nall", "extract        2\nall"), "job stats"),
+    ],
+)
+def test_parse_dry_run_refuses_what_it_cannot_express(edit: tuple[str, str], message: str) -> None:
+    with pytest.raises(MatchbenchError, match=message):
+        parse_dry_run(DRY_RUN.replace(*edit, 1))
