@@ -8,6 +8,7 @@ from typing import Any
 from matchbench.data import register_family
 from matchbench.data.imagefolder import index_image_folder
 from matchbench.data.synth import CATEGORIES
+from matchbench.data.synth.world import TEXTURES
 from matchbench.data.synth.classes import write_class_folders
 from matchbench.io import atomic_dir, write_json, write_parquet
 
@@ -19,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "instances_per_class": 24,
     "max_clutter": 3,
     "gradient": True,
+    "textures": list(TEXTURES),
 }
 
 GENERATOR_VERSION = 1
@@ -44,6 +46,7 @@ class MiniWorld:
                 instances_per_class=int(opts["instances_per_class"]),
                 max_clutter=int(opts["max_clutter"]),
                 gradient=bool(opts["gradient"]),
+                textures=tuple(opts["textures"]),
                 progress=bool(opts.get("progress", True)),
             )
             write_json(

@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec
@@ -34,6 +33,7 @@ from matchbench.metrics import accuracy, knn_classify
 from matchbench.models import create_backbone
 from matchbench.models.backbones import save_state
 from matchbench.runtime import resolve_device, seed_everything, set_threads
+from matchbench.train.augment import augment
 
 
 class ProjectionHead(nn.Module):
@@ -45,20 +45,6 @@ class ProjectionHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def augmentation(size: int, tcfg: dict[str, Any]) -> v2.Compose:
-    j = tcfg["color_jitter"]
-    rotation = [v2.RandomRotation(tcfg["rotation"])] if tcfg["rotation"] else []
-    return v2.Compose(
-        [
-            *rotation,
-            v2.RandomResizedCrop(size, scale=tuple(tcfg["crop_scale"]), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(j, j, j, tcfg["hue"])], p=0.8),
-            v2.RandomGrayscale(p=tcfg["grayscale"]),
-        ]
-    )
 
 
 def read_pairs(path: Path, known_ids: list[str]) -> list[list[int]]:
@@ -151,7 +137,6 @@ def train(
         queue_ptr = 0
 
     images = load_all(data_dir, train_df["path"].tolist(), backbone.image_size)
-    aug = augmentation(backbone.image_size, tcfg)
     monitor = None
     if tcfg["eval_every"]:
         test_df = index[index["split"] == ecfg["test_split"]].reset_index(drop=True)
@@ -184,11 +169,8 @@ def train(
                     if positives[i] and draws[r] < tcfg["positive_prob"]:
                         c = int(torch.randint(len(positives[i]), (1,), generator=gen))
                         second[r] = positives[i][c]
-            v1 = torch.stack([aug(images[i]) for i in idx.tolist()])
-            v2_ = torch.stack([aug(images[i]) for i in second.tolist()])
-            x = normalise(
-                torch.cat([v1, v2_]).to(device).float() / 255, backbone.mean, backbone.std
-            )
+            views = images[torch.cat([idx, second])].to(device).float() / 255
+            x = normalise(augment(views, gen, tcfg), backbone.mean, backbone.std)
 
             lr = _lr_at(step, total, warmup, tcfg["lr"])
             for g in opt.param_groups:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from matchbench.data.synth.world import CATEGORIES, make_instance, render, sample_view
+from matchbench.data.synth.world import CATEGORIES, TEXTURES, make_instance, render, sample_view
 
 SPLITS = ("train", "val", "test")
 
@@ -34,9 +34,15 @@ def write_class_folders(
     instances_per_class: int,
     max_clutter: int = 3,
     gradient: bool = True,
+    textures: tuple[str, ...] = TEXTURES,
     progress: bool = True,
 ) -> int:
     """Render every split into ``root``; returns the number of images written."""
+    bad = sorted(set(textures) - set(TEXTURES))
+    if bad or not textures:
+        raise ValueError(
+            f"mini-world textures {bad or '[]'}: expected a non-empty subset of {list(TEXTURES)}"
+        )
     unknown = sorted(set(categories) - set(CATEGORIES))
     if unknown:
         raise ValueError(f"unknown mini-world categories {unknown}; known: {sorted(CATEGORIES)}")
@@ -51,7 +57,9 @@ def write_class_folders(
         split, category = SPLITS[s], categories[c]
         if (s, category) not in pools:
             pool = _rng(seed, 1, s, CATEGORIES_INDEX[category])
-            pools[s, category] = [make_instance(pool, category) for _ in range(instances_per_class)]
+            pools[s, category] = [
+                make_instance(pool, category, textures) for _ in range(instances_per_class)
+            ]
         instances = pools[s, category]
         rng = _rng(seed, 2, s, CATEGORIES_INDEX[category], i)
         inst = instances[int(rng.integers(len(instances)))]

@@ -96,13 +96,15 @@ class View:
     occluder: bool
 
 
-def make_instance(rng: np.random.Generator, category: str) -> Instance:
+def make_instance(
+    rng: np.random.Generator, category: str, textures: tuple[str, ...] = TEXTURES
+) -> Instance:
     return Instance(
         category=category,
         hue=float(rng.uniform(0, 1)),
         saturation=float(rng.uniform(0.35, 1.0)),
         value=float(rng.uniform(0.45, 1.0)),
-        texture=str(rng.choice(TEXTURES)),
+        texture=str(rng.choice(textures)),
         texture_scale=float(rng.uniform(0.08, 0.25)),
         texture_angle=float(rng.uniform(0, math.pi)),
         aspect=float(rng.uniform(0.8, 1.25)),
