@@ -92,16 +92,30 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, dumps_json(obj))
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
+def read_json(path: str | os.PathLike[str], what: str = "") -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file is a MatchbenchError naming it."""
     from matchbench.errors import MatchbenchError
 
     p = Path(path)
+    label = f" {what}" if what else ""
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MatchbenchError(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MatchbenchError(f"{p}: cannot read{label} ({e})") from None
     except json.JSONDecodeError as e:
-        raise MatchbenchError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise MatchbenchError(f"{p}: not valid JSON{label} ({e.msg} at line {e.lineno})") from None
+
+
+def read_json_object(path: str | os.PathLike[str], what: str = "") -> dict[str, Any]:
+    """``read_json`` for files whose top level must be an object."""
+    from matchbench.errors import MatchbenchError
+
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise MatchbenchError(f"{path}: expected a JSON object{' (' + what + ')' if what else ''}")
+    return data
 
 
 def write_parquet(path: str | os.PathLike[str], df: Any) -> None:

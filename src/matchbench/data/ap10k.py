@@ -11,13 +11,13 @@ images, as ``Visual-AI/Semantic-Correspondence`` ``dataset/ap10k.py``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from matchbench.errors import MatchbenchError
+from matchbench.io import read_json_object
 
 SPLITS = ("trn", "val", "test")
 _ALIASES = {"train": "trn"}
@@ -34,13 +34,7 @@ def split_dir(root: str | Path, split: str) -> Path:
 
 
 def _load(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise MatchbenchError(f"{path}: cannot read AP-10K {what} ({e})") from None
-    if not isinstance(data, dict):
-        raise MatchbenchError(f"{path}: expected an object")
-    return data
+    return read_json_object(path, f"AP-10K {what}")
 
 
 def resolve(root: Path, written: str, pair_path: Path, key: str) -> Path:

@@ -8,8 +8,8 @@ from typing import Any
 from matchbench.data import register_family
 from matchbench.data.imagefolder import index_image_folder
 from matchbench.data.synth import CATEGORIES
-from matchbench.data.synth.world import TEXTURES
 from matchbench.data.synth.classes import write_class_folders
+from matchbench.data.synth.world import TEXTURES
 from matchbench.io import atomic_dir, write_json, write_parquet
 
 DEFAULTS: dict[str, Any] = {

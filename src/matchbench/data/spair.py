@@ -9,13 +9,13 @@ visible in both images, in the same order), ``src_bndbox``, ``trg_bndbox`` (x1, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from matchbench.errors import MatchbenchError
+from matchbench.io import read_json_object
 
 SPLITS = ("trn", "val", "test")
 _ALIASES = {"train": "trn"}
@@ -63,12 +63,7 @@ def read_pair(path: str | Path) -> dict[str, Any]:
     """One pair file: ``name`` (file stem), ``category``, image names, ``src_kps``/``trg_kps``
     (K, 2), ``src_bbox``/``trg_bbox`` (x1, y1, x2, y2) and the difficulty flags present."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise MatchbenchError(f"{path}: cannot read SPair-71k pair ({e})") from None
-    if not isinstance(data, dict):
-        raise MatchbenchError(f"{path}: expected an object")
+    data = read_json_object(path, "SPair-71k pair")
     for key in (
         "src_imname",
         "trg_imname",

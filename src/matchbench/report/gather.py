@@ -133,12 +133,6 @@ def _count(path: Path, obj: dict[str, Any], key: str, where: str = "") -> int:
     return value
 
 
-def _read_json_file(path: Path) -> Any:
-    if not path.is_file():
-        raise MatchbenchError(f"{path}: file not found")
-    return read_json(path)
-
-
 # --- metrics ------------------------------------------------------------------------------
 
 
@@ -153,7 +147,7 @@ def gather_metrics(paths: Iterable[PathLike]) -> pd.DataFrame:
     owner: dict[tuple[str, str, str], Path] = {}
     for raw in paths:
         path = Path(raw)
-        doc = _object(path, _read_json_file(path), "", "a JSON object")
+        doc = _object(path, read_json(path), "", "a JSON object")
         ident = (
             _string(path, doc, "task"),
             _string(path, doc, "dataset"),
@@ -232,7 +226,7 @@ def gather_mining(paths: Iterable[PathLike]) -> tuple[pd.DataFrame, pd.DataFrame
                 f"{path}: mining stats for {dataset}/{model} already given by {owner[dataset, model]}"
             )
         owner[dataset, model] = path
-        doc = _object(path, _read_json_file(path), "", "a JSON object")
+        doc = _object(path, read_json(path), "", "a JSON object")
         summary.append(
             {
                 "dataset": dataset,
