@@ -67,7 +67,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 def new_repo(dest: Path, env: dict[str, str]) -> Path:
     """A git + DVC repository holding the workflow, its configs and dvc.yaml for the tiny config."""
-    for name in ("workflow", "config", "tests/configs"):
+    for name in ("workflow", "config", "envs", "tests/configs"):
         shutil.copytree(ROOT / name, dest / name)
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(ROOT / name, dest / name)

@@ -40,8 +40,8 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_workflow(dest: Path) -> Path:
-    """What a run needs from the repository: the workflow, the configs and .gitignore."""
-    for name in ("workflow", "config", "tests/configs"):
+    """What a run needs from the repository: the workflow, its conda env, the configs, .gitignore."""
+    for name in ("workflow", "config", "envs", "tests/configs"):
         shutil.copytree(ROOT / name, dest / name)
     shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     return dest

@@ -37,3 +37,18 @@ def sampler_model(backbone):
     """The model whose features mine the positive pairs of ``backbone``'s ssl-spp training."""
     sampler = CFG["tracks"]["ssl"]["sampler"]
     return {"ssl": f"{backbone}+ssl", "backbone": backbone}.get(sampler, sampler)
+
+
+def report_inputs(wildcards):
+    files = {"metrics": [], "stats": [], "logs": [], "pairs": [], "index": []}
+    track = CFG["tracks"].get("ssl")
+    if track and track["enabled"]:
+        ds = track["dataset"]
+        files["metrics"] += [f"{RESULTS}/metrics/ssl/{ds}/{m}.json" for m in ssl_models()]
+        for b in track["backbones"]:
+            sampler = sampler_model(b)
+            files["stats"].append(f"{RESULTS}/pairs/{ds}/{sampler}/stats.json")
+            files["pairs"].append(f"{RESULTS}/pairs/{ds}/{sampler}/pairs.parquet")
+            files["logs"] += [f"{RESULTS}/models/{r}/{ds}/{b}/train_log.csv" for r in ("ssl", "ssl-spp")]
+        files["index"].append(f"{DATA}/{ds}/images.parquet")
+    return files

@@ -2,12 +2,15 @@ rule download:
     output:
         f"{DATA}/raw/{{dataset}}/MANIFEST.json",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json(CFG["datasets"][w.dataset]),
     localrule: True
     log:
         f"logs/download/{{dataset}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench download --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} 2> {log:q}"
+        "matchbench download --config {params.config:q} --dataset {wildcards.dataset:q} 2> {log:q}"
 
 
 rule prepare:
@@ -16,11 +19,14 @@ rule prepare:
     output:
         f"{DATA}/{{dataset}}/images.parquet",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json(CFG["datasets"][w.dataset]),
     log:
         f"logs/prepare/{{dataset}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench prepare --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} 2> {log:q}"
+        "matchbench prepare --config {params.config:q} --dataset {wildcards.dataset:q} 2> {log:q}"
 
 
 rule weights:
@@ -28,9 +34,12 @@ rule weights:
     output:
         f"{DATA}/weights/{{backbone}}.safetensors",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json(CFG["backbones"][w.backbone]),
     localrule: True
     log:
         f"logs/weights/{{backbone}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench weights --config {CONFIG_FILE:q} --backbone {wildcards.backbone:q} 2> {log:q}"
+        "matchbench weights --config {params.config:q} --backbone {wildcards.backbone:q} 2> {log:q}"

@@ -1,18 +1,3 @@
-def report_inputs(wildcards):
-    files = {"metrics": [], "stats": [], "logs": [], "pairs": [], "index": []}
-    track = CFG["tracks"].get("ssl")
-    if track and track["enabled"]:
-        ds = track["dataset"]
-        files["metrics"] += [f"{RESULTS}/metrics/ssl/{ds}/{m}.json" for m in ssl_models()]
-        for b in track["backbones"]:
-            sampler = sampler_model(b)
-            files["stats"].append(f"{RESULTS}/pairs/{ds}/{sampler}/stats.json")
-            files["pairs"].append(f"{RESULTS}/pairs/{ds}/{sampler}/pairs.parquet")
-            files["logs"] += [f"{RESULTS}/models/{r}/{ds}/{b}/train_log.csv" for r in ("ssl", "ssl-spp")]
-        files["index"].append(f"{DATA}/{ds}/images.parquet")
-    return files
-
-
 rule report:
     input:
         unpack(report_inputs),
@@ -24,6 +9,8 @@ rule report:
         images_root=lambda w, input: str(Path(input.index[0]).parent) if input.index else "",
     log:
         f"logs/report/{{run}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
         "matchbench report --out {params.out:q} --title {wildcards.run:q} --metrics {input.metrics:q} "
         "--mining-stats {input.stats:q} --train-logs {input.logs:q} "

@@ -10,14 +10,17 @@ rule finetune_ssl:
         log=f"{RESULTS}/models/ssl/{{dataset}}/{{backbone}}/train_log.csv",
         config=f"{RESULTS}/models/ssl/{{dataset}}/{{backbone}}/config.json",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json([CFG["tracks"]["ssl"]["train"], CFG["backbones"][w.backbone], CFG["seed"]]),
     threads: THREADS
     resources:
         gpu=GPU,
     log:
         f"logs/finetune/ssl/{{dataset}}/{{backbone}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench finetune --config {CONFIG_FILE:q} --recipe ssl --dataset {wildcards.dataset:q} "
+        "matchbench finetune --config {params.config:q} --recipe ssl --dataset {wildcards.dataset:q} "
         "--backbone {wildcards.backbone:q} 2> {log:q}"
 
 
@@ -29,14 +32,17 @@ rule mine:
         pairs=f"{RESULTS}/pairs/{{dataset}}/{{model}}/pairs.parquet",
         stats=f"{RESULTS}/pairs/{{dataset}}/{{model}}/stats.json",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json(CFG["tracks"]["ssl"]["mine"]),
         folder=lambda w, input: str(Path(input.features).parent),
         out=lambda w, output: str(Path(output.pairs).parent),
     threads: THREADS
     log:
         f"logs/mine/{{dataset}}/{{model}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench mine --config {CONFIG_FILE:q} --features {params.folder:q} --index {input.index:q} "
+        "matchbench mine --config {params.config:q} --features {params.folder:q} --index {input.index:q} "
         "--out {params.out:q} 2> {log:q}"
 
 
@@ -50,14 +56,17 @@ rule finetune_ssl_spp:
         log=f"{RESULTS}/models/ssl-spp/{{dataset}}/{{backbone}}/train_log.csv",
         config=f"{RESULTS}/models/ssl-spp/{{dataset}}/{{backbone}}/config.json",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json([CFG["tracks"]["ssl"]["train"], CFG["backbones"][w.backbone], CFG["seed"]]),
     threads: THREADS
     resources:
         gpu=GPU,
     log:
         f"logs/finetune/ssl-spp/{{dataset}}/{{backbone}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench finetune --config {CONFIG_FILE:q} --recipe ssl-spp --dataset {wildcards.dataset:q} "
+        "matchbench finetune --config {params.config:q} --recipe ssl-spp --dataset {wildcards.dataset:q} "
         "--backbone {wildcards.backbone:q} --pairs {input.pairs:q} 2> {log:q}"
 
 
@@ -68,11 +77,14 @@ rule evaluate_ssl:
     output:
         f"{RESULTS}/metrics/ssl/{{dataset}}/{{model}}.json",
     params:
+        config=CONFIG_FILE,
         spec=lambda w: as_json([CFG["tracks"]["ssl"]["evaluate"], CFG["seed"]]),
         folder=lambda w, input: str(Path(input.features).parent),
     threads: THREADS
     log:
         f"logs/evaluate/ssl/{{dataset}}/{{model}}.log",
+    conda:
+        "../../envs/matchbench.yaml"
     shell:
-        "matchbench evaluate --config {CONFIG_FILE:q} --task ssl --features {params.folder:q} "
+        "matchbench evaluate --config {params.config:q} --task ssl --features {params.folder:q} "
         "--index {input.index:q} --out {output:q} 2> {log:q}"
