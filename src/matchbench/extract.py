@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,15 @@ def default_weights(cfg: dict[str, Any], model: str, dataset: str) -> Path | Non
 @torch.inference_mode()
 def embed(
     backbone: Backbone,
-    loader: DataLoader,
+    loader: Iterable[torch.Tensor],
     device: torch.device,
     dtype: torch.dtype | None,
 ) -> np.ndarray:
-    """L2-normalised features of every batch of ``loader``, as float32 (N, D)."""
+    """L2-normalised features of every uint8 batch (B, 3, H, W) of ``loader``, float32 (N, D).
+
+    The one embedding path: extraction feeds it a DataLoader, training's learning-curve
+    monitor slices of an in-memory tensor.
+    """
     out = []
     for batch in loader:
         x = batch.to(device, non_blocking=True).float().div_(255)
@@ -127,17 +132,16 @@ def extract(
     bounds = [
         (s, min(s + ecfg["shard_size"], len(ids))) for s in range(0, len(ids), ecfg["shard_size"])
     ]
-    done = sum(1 for k in range(len(bounds)) if (shards_dir / f"{k:05d}.npy").exists())
+    resumed = {k for k in range(len(bounds)) if (shards_dir / f"{k:05d}.npy").exists()}
+    done = len(resumed)
     bar = tqdm(
         total=len(ids), desc=f"extract {model} on {dataset}", unit="img", disable=not progress
     )
-    bar.update(
-        sum(e - s for k, (s, e) in enumerate(bounds) if (shards_dir / f"{k:05d}.npy").exists())
-    )
+    bar.update(sum(bounds[k][1] - bounds[k][0] for k in resumed))
     computed, seconds = 0, 0.0
     for k, (s, e) in enumerate(bounds):
         shard = shards_dir / f"{k:05d}.npy"
-        if shard.exists():
+        if k in resumed:
             continue
         loader = DataLoader(
             Subset(images, range(s, e)),

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
+from matchbench.extract import default_weights, embed
 from matchbench.images import load_all, normalise, read_index
 from matchbench.io import sha256_file, write_json, write_text
 from matchbench.metrics import accuracy, knn_classify
@@ -87,15 +88,12 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * t))
 
 
-@torch.no_grad()
 def _embed(backbone: Any, images: torch.Tensor, device: torch.device, bs: int = 256) -> np.ndarray:
+    """Features of in-memory uint8 images through extract's embedding path, in eval mode."""
     backbone.module.eval()
-    out = []
-    for s in range(0, len(images), bs):
-        x = normalise(images[s : s + bs].to(device).float() / 255, backbone.mean, backbone.std)
-        out.append(F.normalize(backbone(x), dim=1).cpu().numpy())
+    feats = embed(backbone, (images[s : s + bs] for s in range(0, len(images), bs)), device, None)
     backbone.module.train()
-    return np.concatenate(out)
+    return feats
 
 
 def train(
@@ -117,8 +115,6 @@ def train(
             f"{tcfg['split']!r} of {dataset}"
         )
     positives = read_pairs(pairs, train_df["id"].tolist()) if pairs else None
-
-    from matchbench.extract import default_weights
 
     backbone = create_backbone(spec, default_weights(cfg, backbone_name, dataset))
     backbone.module.to(device).train()
