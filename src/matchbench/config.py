@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from matchbench.errors import MatchbenchError
+from matchbench.errors import MatchbenchError, did_you_mean
 
 Config = dict[str, Any]
 
@@ -90,11 +90,9 @@ def _check_references(cfg: Config, source: str) -> None:
             )
         for b in spec.get("backbones", []):
             if b not in cfg["backbones"]:
-                close = difflib.get_close_matches(b, cfg["backbones"], n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise MatchbenchError(
                     f"{source}: tracks.{track}.backbones: {b!r} is not in backbones "
-                    f"({', '.join(cfg['backbones'])}){hint}"
+                    f"({', '.join(cfg['backbones'])}){did_you_mean(b, cfg['backbones'])}"
                 )
 
 
@@ -133,10 +131,9 @@ def split_model(name: str) -> tuple[str, str | None]:
 def backbone_spec(cfg: Config, name: str) -> dict[str, Any]:
     backbones = cfg["backbones"]
     if name not in backbones:
-        close = difflib.get_close_matches(name, backbones, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise MatchbenchError(
-            f"unknown backbone {name!r} (config backbones: {', '.join(backbones)}){hint}"
+            f"unknown backbone {name!r} (config backbones: {', '.join(backbones)})"
+            f"{did_you_mean(name, backbones)}"
         )
     return backbones[name]
 

@@ -7,12 +7,11 @@ Adding a dataset is one module with one ``@register_family`` class and one impor
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from matchbench.errors import MatchbenchError
+from matchbench.errors import MatchbenchError, did_you_mean
 
 INDEX_COLUMNS = ["id", "path", "split", "class", "label", "instance", "width", "height"]
 
@@ -42,10 +41,9 @@ def register_family(name: str) -> Callable[[type], type]:
 def get_family(name: str) -> DatasetFamily:
     _load_builtin()
     if name not in _FAMILIES:
-        close = difflib.get_close_matches(name, _FAMILIES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise MatchbenchError(
-            f"unknown dataset family {name!r} (known: {', '.join(sorted(_FAMILIES))}){hint}"
+            f"unknown dataset family {name!r} (known: {', '.join(sorted(_FAMILIES))})"
+            f"{did_you_mean(name, _FAMILIES)}"
         )
     return _FAMILIES[name]()
 
