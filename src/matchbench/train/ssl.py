@@ -115,6 +115,15 @@ def train(
             f"{tcfg['split']!r} of {dataset}"
         )
     positives = read_pairs(pairs, train_df["id"].tolist()) if pairs else None
+    # Every mined (anchor, positive) as one sorted int64 code, both directions: the batch's
+    # positive mask is then one vectorised membership test per step.
+    pair_codes = (
+        np.unique([a * len(train_df) + p for a, ps in enumerate(positives) for p in ps]).astype(
+            np.int64
+        )
+        if positives is not None
+        else None
+    )
 
     backbone = create_backbone(spec, default_weights(cfg, backbone_name, dataset))
     backbone.module.to(device).train()
@@ -188,12 +197,10 @@ def train(
                 z = F.normalize(head(backbone(x)), dim=1)
                 ids2 = torch.cat([idx, idx])  # both views belong to the anchor
                 pos_mask = ids2[:, None] == ids2[None, :]
-                if positives is not None:
-                    members = [set(positives[i]) for i in idx.tolist()]
-                    mined = torch.tensor(
-                        [[j in members[r] for j in idx.tolist()] for r in range(bs)],
-                        dtype=torch.bool,
-                    )
+                if pair_codes is not None:
+                    ids = idx.numpy().astype(np.int64)
+                    codes = ids[:, None] * len(train_df) + ids[None, :]
+                    mined = torch.from_numpy(np.isin(codes, pair_codes))
                     pos_mask |= mined.repeat(2, 2)
                 loss = info_nce(z, pos_mask.to(device), tcfg["temperature"])
             opt.zero_grad(set_to_none=True)
