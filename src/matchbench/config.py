@@ -77,21 +77,24 @@ def _fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
 
 def _check_references(cfg: Config, source: str) -> None:
     for track, spec in cfg.get("tracks", {}).items():
-        if spec["dataset"] not in cfg["datasets"]:
-            raise MatchbenchError(
-                f"{source}: tracks.{track}.dataset: {spec['dataset']!r} is not in datasets "
-                f"({', '.join(cfg['datasets'])})"
-            )
+        named = [("dataset", spec["dataset"])] if "dataset" in spec else []
+        named += [("datasets", d) for d in spec.get("datasets", [])]
+        for key, name in named:
+            if name not in cfg["datasets"]:
+                raise MatchbenchError(
+                    f"{source}: tracks.{track}.{key}: {name!r} is not in datasets "
+                    f"({', '.join(cfg['datasets'])}){did_you_mean(name, cfg['datasets'])}"
+                )
         sampler = spec.get("sampler")
         if sampler is not None and sampler not in ("ssl", "backbone", *cfg["backbones"]):
             raise MatchbenchError(
                 f"{source}: tracks.{track}.sampler: {sampler!r} is not 'ssl', 'backbone' or a backbone "
                 f"of the config ({', '.join(cfg['backbones'])})"
             )
-        for b in spec.get("backbones", []):
+        for key, b in [(k, b) for k in ("backbones", "finetune") for b in spec.get(k, [])]:
             if b not in cfg["backbones"]:
                 raise MatchbenchError(
-                    f"{source}: tracks.{track}.backbones: {b!r} is not in backbones "
+                    f"{source}: tracks.{track}.{key}: {b!r} is not in backbones "
                     f"({', '.join(cfg['backbones'])}){did_you_mean(b, cfg['backbones'])}"
                 )
 
