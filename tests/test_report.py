@@ -61,7 +61,9 @@ def inputs(tmp_path: Path) -> dict:
             {"knn_acc": _m(0.612, 0.55, 0.671), "linear_acc": _m(0.48, 0.41, 0.55)},
         ),
         _metrics(tmp_path, "ssl", "miniworld", EVIL, {"knn_acc": _m(0.1, 0.05, 0.15)}),
-        _metrics(tmp_path, "correspondence", "spair-mini", "resnet-mini", {"pck@0.1": _m(0.25)}),
+        # Any other task, without CIs, gets the generic table (correspondence has its own
+        # section: tests/test_report_corr.py).
+        _metrics(tmp_path, "retrieval", "cirr-mini", "resnet-mini", {"recall@1": _m(0.25)}),
     ]
     stats = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "stats.json"
     stats.parent.mkdir(parents=True)
@@ -157,7 +159,7 @@ def report(inputs: dict, capsys: pytest.CaptureFixture[str]) -> Path:
 def test_results_csv_is_one_tidy_row_per_result(report: Path) -> None:
     assert (report / "results.csv").read_text() == (
         "task,dataset,model,metric,value,ci_low,ci_high\n"
-        "correspondence,spair-mini,resnet-mini,pck@0.1,0.250000,,\n"
+        "retrieval,cirr-mini,resnet-mini,recall@1,0.250000,,\n"
         f"ssl,miniworld,{EVIL},knn_acc,0.100000,0.050000,0.150000\n"
         "ssl,miniworld,resnet-mini,knn_acc,0.400000,0.350000,0.450000\n"
         "ssl,miniworld,resnet-mini,linear_acc,0.500000,0.440000,0.560000\n"
@@ -181,7 +183,7 @@ def test_main_tables_show_percent_with_ci_and_bold_best(report: Path) -> None:
     assert list(csv.columns) == ["model", "knn_acc", "linear_acc"]
     assert csv.set_index("model").loc["resnet-mini+ssl", "knn_acc"] == "61.2 (55.0–67.1)"
     # A single model has no "best": nothing is bold; a metric without CI prints the value only.
-    assert "| resnet-mini | 25.0 |" in (tables / "correspondence_spair-mini.md").read_text()
+    assert "| resnet-mini | 25.0 |" in (tables / "retrieval_cirr-mini.md").read_text()
 
 
 def test_mining_and_published_tables(report: Path) -> None:
@@ -201,7 +203,7 @@ def test_mining_and_published_tables(report: Path) -> None:
 def test_figures_are_valid_pngs(report: Path) -> None:
     names = sorted(p.name for p in (report / "figures").iterdir())
     assert names == [
-        "bars_correspondence_spair-mini.png",
+        "bars_retrieval_cirr-mini.png",
         "bars_ssl_miniworld.png",
         "learning_curves_miniworld.png",
         "mined_pairs.png",

@@ -4,6 +4,12 @@
 CSV), ``figures/`` (PNG) and ``index.html``. Every input is read and validated before
 anything is written, and the whole folder is built in a temporary directory and renamed
 into place, so a failed report leaves no half report (and an older report stays whole).
+
+Metrics of task ``correspondence`` get their own section instead of the generic per-task
+table: the unified benchmark's main table (a column group per dataset, PCK@alpha per image),
+a table of matching variants per dataset, the PCK-vs-alpha curves, per-category and
+difficulty-flag bars, fine-tuned vs frozen, warnings for skipped pairs, and, from
+``--predictions`` with ``--predictions-index``, example keypoint transfers.
 """
 
 from __future__ import annotations
@@ -18,13 +24,21 @@ from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_text
 from matchbench.report import html, tables
 from matchbench.report.gather import (
+    CORRESPONDENCE,
+    Correspondence,
     PairSample,
+    TransferSample,
+    gather_correspondence,
     gather_metrics,
     gather_mining,
     gather_train_logs,
+    metrics_table,
+    read_metrics_docs,
     read_pair_sample,
     read_published,
+    read_transfer_samples,
 )
+from matchbench.report.names import ordered_models
 
 __all__ = ["ReportInputs", "add_arguments", "gather_metrics", "read_inputs", "run", "write_report"]
 
@@ -74,6 +88,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder the path column of --index is relative to (default: the folder of --index)",
     )
     parser.add_argument(
+        "--predictions",
+        nargs="*",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="correspondence predictions to draw example keypoint transfers from "
+        "(results/metrics/correspondence/<dataset>/<model>.predictions.parquet); the same "
+        "pairs are drawn for every model of a dataset",
+    )
+    parser.add_argument(
+        "--predictions-index",
+        nargs="*",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="images.parquet of each dataset of --predictions (data/<dataset>/images.parquet; "
+        "matched by its folder name)",
+    )
+    parser.add_argument(
+        "--predictions-root",
+        nargs="*",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="folder each --predictions-index's path column is relative to, one per index in "
+        "the same order (default: the folder of each index)",
+    )
+    parser.add_argument(
         "--published",
         type=Path,
         metavar="FILE",
@@ -95,6 +137,8 @@ class ReportInputs:
     train_logs: pd.DataFrame
     published: pd.DataFrame | None = None
     pairs: PairSample | None = None
+    correspondence: Correspondence | None = None
+    transfers: tuple[TransferSample, ...] = ()
 
 
 def read_inputs(args: argparse.Namespace) -> ReportInputs:
@@ -103,9 +147,18 @@ def read_inputs(args: argparse.Namespace) -> ReportInputs:
         raise MatchbenchError("--index and --images-root need --pairs")
     if args.pairs is not None and args.index is None:
         raise MatchbenchError("--pairs needs --index (the images.parquet of its dataset)")
+    if args.predictions and not args.predictions_index:
+        raise MatchbenchError("--predictions needs --predictions-index (images.parquet files)")
+    docs = read_metrics_docs(args.metrics)
+    results = metrics_table(docs)
+    correspondence = gather_correspondence(docs)
+    if args.predictions and correspondence.empty:
+        raise MatchbenchError(
+            f"--predictions needs the metrics of task {CORRESPONDENCE} they came with (--metrics)"
+        )
     mining, mining_curves = gather_mining(args.mining_stats)
     return ReportInputs(
-        results=gather_metrics(args.metrics),
+        results=results,
         mining=mining,
         mining_curves=mining_curves,
         train_logs=gather_train_logs(args.train_logs),
@@ -114,6 +167,15 @@ def read_inputs(args: argparse.Namespace) -> ReportInputs:
             read_pair_sample(args.pairs, args.index, args.images_root)
             if args.pairs is not None
             else None
+        ),
+        correspondence=None if correspondence.empty else correspondence,
+        transfers=tuple(
+            read_transfer_samples(
+                args.predictions,
+                args.predictions_index,
+                args.predictions_root,
+                model_order=ordered_models(results["model"]),
+            )
         ),
     )
 
@@ -124,12 +186,14 @@ def write_report(inputs: ReportInputs, out_dir: Path, *, title: str, reproduce: 
     from matchbench.report import figures
 
     results = inputs.results
+    # Correspondence has its own section; every other task gets the generic table and bars.
+    generic = results[results["task"] != CORRESPONDENCE].reset_index(drop=True)
     table_dir, figure_dir = out_dir / "tables", out_dir / "figures"
     table_dir.mkdir(parents=True, exist_ok=True)
     figure_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "results.csv", tables.results_csv(results))
 
-    main = tables.main_tables(results)
+    main = tables.main_tables(generic)
     mining = tables.mining_table(inputs.mining) if not inputs.mining.empty else None
     published = (
         tables.published_table(inputs.published, results) if inputs.published is not None else None
@@ -139,7 +203,12 @@ def write_report(inputs: ReportInputs, out_dir: Path, *, title: str, reproduce: 
             tables.write_table(table, table_dir)
 
     colors = figures.model_colors(
-        [*results["model"], *inputs.train_logs["model"], *inputs.mining["model"]]
+        [
+            *results["model"],
+            *inputs.train_logs["model"],
+            *inputs.mining["model"],
+            *(m for sample in inputs.transfers for m in sample.models),
+        ]
     )
     mining_plots = figures.mining_curves(inputs.mining, inputs.mining_curves, figure_dir, colors)
     if inputs.pairs is not None and (grid := figures.pair_grid(inputs.pairs, figure_dir)):
@@ -153,13 +222,40 @@ def write_report(inputs: ReportInputs, out_dir: Path, *, title: str, reproduce: 
         n_results=len(results),
         main_tables=main,
         published=published,
-        bar_plots=figures.bar_charts(results, figure_dir, colors),
+        bar_plots=figures.bar_charts(generic, figure_dir, colors),
         mining=mining,
         mining_plots=mining_plots,
         curve_plots=figures.learning_curves(inputs.train_logs, figure_dir, colors),
         reproduce=reproduce,
+        correspondence=_correspondence_part(inputs, table_dir, figure_dir, colors),
     )
     write_text(out_dir / "index.html", html.render_page(page))
+
+
+def _correspondence_part(
+    inputs: ReportInputs, table_dir: Path, figure_dir: Path, colors: dict[str, str]
+) -> html.CorrespondencePart | None:
+    from matchbench.report import figures
+
+    corr = inputs.correspondence
+    if corr is None:
+        return None
+    main = tables.correspondence_table(inputs.results, corr)
+    more = [*tables.variant_tables(corr), tables.correspondence_runs_table(corr)]
+    for table in (main, *more):
+        tables.write_table(table, table_dir)
+    plots = [
+        *figures.pck_curves(corr, figure_dir, colors),
+        *figures.finetune_bars(inputs.results, corr, figure_dir, colors),
+        *figures.category_bars(corr, figure_dir, colors),
+        *figures.flag_bars(corr, figure_dir, colors),
+    ]
+    for sample in inputs.transfers:
+        if plot := figures.transfer_grid(sample, corr, figure_dir):
+            plots.append(plot)
+    return html.CorrespondencePart(
+        notes=tables.correspondence_notes(corr), main_table=main, tables=more, plots=plots
+    )
 
 
 def run(args: argparse.Namespace) -> int:

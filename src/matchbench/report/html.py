@@ -40,6 +40,10 @@ tbody tr:last-child td { border-bottom: 2px solid var(--ink); }
 tbody tr:hover { background: var(--soft); }
 .num { text-align: right; }
 .downloads, .note { color: var(--muted); font-size: .85rem; }
+.warning { background: #fff8e1; border-left: 4px solid #e69f00; padding: .4rem .75rem; margin: .5rem 0; }
+th.group { text-align: center; border-bottom: 1px solid var(--line); }
+thead tr + tr th { border-top: 0; }
+tr.break td { border-top: 1px solid var(--ink); }
 figure { margin: 1rem 0 2rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; }
@@ -62,6 +66,17 @@ class Page:
     mining: Table | None = None
     mining_plots: list[Plot] = field(default_factory=list)
     curve_plots: list[Plot] = field(default_factory=list)
+    correspondence: CorrespondencePart | None = None
+
+
+@dataclass(frozen=True)
+class CorrespondencePart:
+    """The "Semantic correspondence" section: warnings first, then tables, then figures."""
+
+    notes: list[str]
+    main_table: Table
+    tables: list[Table]
+    plots: list[Plot]
 
 
 def table_html(table: Table) -> str:
@@ -69,13 +84,22 @@ def table_html(table: Table) -> str:
         f'<th class="num">{escape(h)}</th>' if num else f"<th>{escape(h)}</th>"
         for h, num in zip(table.header, table.numeric, strict=True)
     )
+    if table.groups:
+        groups = "".join(
+            f'<th class="group" colspan="{span}">{escape(label)}</th>'
+            if label
+            else "<th></th>" * span
+            for label, span in table.groups
+        )
+        head = f"{groups}</tr>\n<tr>{head}"
     body = []
-    for row in table.rows:
+    for i, row in enumerate(table.rows):
         cells = []
         for cell, num in zip(row, table.numeric, strict=True):
             content = f"<strong>{escape(cell.text)}</strong>" if cell.bold else escape(cell.text)
             cells.append(f'<td class="num">{content}</td>' if num else f"<td>{content}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        tr = '<tr class="break">' if i in table.breaks else "<tr>"
+        body.append(tr + "".join(cells) + "</tr>")
     downloads = " · ".join(
         f'<a href="tables/{escape(table.name)}.{ext}">{label}</a>'
         for ext, label in (("md", "Markdown"), ("tex", "LaTeX"), ("csv", "CSV"))
@@ -103,10 +127,16 @@ def _names(names: list[str]) -> str:
 
 
 def render_page(page: Page) -> str:
-    sections = [
-        ("summary", "Summary", _summary(page)),
-        ("results", "Main results", _results(page)),
-        ("figures", "Figures", "\n".join(figure_html(p) for p in page.bar_plots)),
+    sections = [("summary", "Summary", _summary(page))]
+    # A report of correspondence alone has no generic tables: no empty sections for them.
+    with_correspondence = page.correspondence is not None
+    if page.main_tables or page.published is not None or not with_correspondence:
+        sections.append(("results", "Main results", _results(page)))
+    if page.bar_plots or not with_correspondence:
+        sections.append(("figures", "Figures", "\n".join(figure_html(p) for p in page.bar_plots)))
+    if page.correspondence is not None:
+        sections.append(("correspondence", "Semantic correspondence", _correspondence(page)))
+    sections += [
         ("mining", "Mining", _mining(page)),
         ("learning-curves", "Learning curves", _curves(page)),
         ("reproduce", "How to reproduce", _reproduce(page)),
@@ -150,6 +180,15 @@ def _summary(page: Page) -> str:
             "(task, dataset, model, metric, value, ci_low, ci_high; fractions)",
         ),
     ]
+    if page.correspondence is not None and page.correspondence.notes:
+        n = len(page.correspondence.notes)
+        rows.append(
+            (
+                "Warnings",
+                f"{n} note{'s' if n > 1 else ''} on skipped pairs and pair counts in "
+                '<a href="#correspondence">Semantic correspondence</a>',
+            )
+        )
     items = "\n".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return f'<dl class="summary">\n{items}\n</dl>'
 
@@ -158,6 +197,16 @@ def _results(page: Page) -> str:
     parts = [f"<h3>{escape(t.title)}</h3>\n{table_html(t)}" for t in page.main_tables]
     if page.published is not None:
         parts.append(f"<h3>{escape(page.published.title)}</h3>\n{table_html(page.published)}")
+    return "\n".join(parts)
+
+
+def _correspondence(page: Page) -> str:
+    part = page.correspondence
+    assert part is not None
+    parts = [f'<p class="warning">{escape(note)}</p>' for note in part.notes]
+    for table in (part.main_table, *part.tables):
+        parts.append(f"<h3>{escape(table.title)}</h3>\n{table_html(table)}")
+    parts += [figure_html(p) for p in part.plots]
     return "\n".join(parts)
 
 
