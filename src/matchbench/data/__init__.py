@@ -55,4 +55,4 @@ def families() -> list[str]:
 
 def _load_builtin() -> None:
     # Imported lazily so `import matchbench.data` stays light.
-    from matchbench.data import cifar, imagefolder, miniworld  # noqa: F401
+    from matchbench.data import cifar, correspondence, imagefolder, miniworld  # noqa: F401

@@ -49,7 +49,8 @@ def resolve(root: Path, written: str, pair_path: Path, key: str) -> Path:
 
 def read_image(path: str | Path) -> dict[str, Any]:
     """One image annotation: ``kps`` (17, 2), ``visible`` (17,) bool (v == 2), ``bbox_xyxy``,
-    ``species``."""
+    ``species`` and ``image`` (the JPEG beside it: ``ImageAnnotation`` -> ``JPEGImages``, as
+    the official loader maps it)."""
     path = Path(path)
     data = _load(path, "image annotation")
     try:
@@ -64,12 +65,22 @@ def read_image(path: str | Path) -> dict[str, Any]:
         "visible": kps[:, 2] == 2,
         "bbox_xyxy": np.array([x, y, x + w, y + h]),
         "species": str(data.get("name", "")),
+        "image": _image_path(path),
     }
+
+
+def _image_path(annotation: Path) -> Path:
+    parts = list(annotation.parts)
+    if "ImageAnnotation" in parts:
+        i = len(parts) - 1 - parts[::-1].index("ImageAnnotation")
+        parts[i] = "JPEGImages"
+    return Path(*parts).with_suffix(".jpg")
 
 
 def read_pairs(root: str | Path, split: str) -> list[dict[str, Any]]:
     """Every pair of ``split``, sorted by name: ``name`` (file stem), ``category`` (species),
-    ``src_kps``/``trg_kps`` (keypoints visible in both, K x 2) and ``trg_bbox`` (x1, y1, x2, y2)."""
+    ``src_kps``/``trg_kps`` (keypoints visible in both, K x 2), ``src_bbox``/``trg_bbox``
+    (x1, y1, x2, y2), ``src_image``/``trg_image`` (JPEG paths) and ``source`` (the pair file)."""
     root = Path(root)
     folder = split_dir(root, split)
     files = sorted(folder.glob("*.json"))
@@ -86,7 +97,10 @@ def read_pairs(root: str | Path, split: str) -> list[dict[str, Any]]:
             images[side] = read_image(resolve(root, data[key], f, key))
         src, trg = images["src"], images["trg"]
         if src["kps"].shape != trg["kps"].shape:
-            raise MatchbenchError(f"{f}: source and target images have different keypoint counts")
+            raise MatchbenchError(
+                f"{f}: source and target images have different keypoint counts "
+                f"({len(src['kps'])} and {len(trg['kps'])})"
+            )
         both = src["visible"] & trg["visible"]
         category = f.stem.split(":")[-1] if ":" in f.stem else trg["species"]
         pairs.append(
@@ -95,7 +109,11 @@ def read_pairs(root: str | Path, split: str) -> list[dict[str, Any]]:
                 "category": category,
                 "src_kps": src["kps"][both],
                 "trg_kps": trg["kps"][both],
+                "src_bbox": src["bbox_xyxy"],
                 "trg_bbox": trg["bbox_xyxy"],
+                "src_image": src["image"],
+                "trg_image": trg["image"],
+                "source": f,
             }
         )
     return pairs

@@ -9,6 +9,7 @@ visible in both images, in the same order), ``src_bndbox``, ``trg_bndbox`` (x1, 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,27 @@ def read_pair(path: str | Path) -> dict[str, Any]:
         "trg_bbox": box(data["trg_bndbox"], path, "trg_bndbox"),
         "flags": {k: data[k] for k in FLAGS if k in data},
     }
+
+
+def read_layout(root: str | Path, split: str) -> list[tuple[str, str, str, str, str]]:
+    """The pairs of ``Layout/large/<split>.txt``, as the official loader reads them: each line
+    ``000001-<src>-<trg>:<category>`` gives ``(where, name, src, trg, category)``, ``where``
+    naming the file and line for error messages."""
+    path = Path(root) / "Layout" / "large" / f"{_ALIASES.get(split, split)}.txt"
+    if not path.is_file():
+        raise MatchbenchError(f"{path}: SPair-71k layout file not found")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        parts = re.split("[-:]", name)
+        if len(parts) != 4 or not all(parts):
+            raise MatchbenchError(
+                f"{path}: line {n} {name!r} is not <number>-<source>-<target>:<category>"
+            )
+        out.append((f"{path}: line {n}", name, parts[1], parts[2], parts[3]))
+    return out
 
 
 def read_pairs(root: str | Path, split: str) -> list[dict[str, Any]]:

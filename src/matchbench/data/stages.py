@@ -40,6 +40,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     data = Path(cfg["paths"]["data"])
     raw = args.raw or data / "raw" / args.dataset
     out = args.out or data / args.dataset
-    get_family(spec["family"]).prepare(raw, out, spec["options"])
-    print(f"prepare: {args.dataset} -> {out / 'images.parquet'}")
+    family = get_family(spec["family"])
+    family.prepare(raw, out, spec["options"])
+    tables = ["images.parquet"] + (["pairs.parquet"] if getattr(family, "pairs", False) else [])
+    print(f"prepare: {args.dataset} -> {', '.join(str(out / t) for t in tables)}")
     return 0

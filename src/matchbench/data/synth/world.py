@@ -137,21 +137,32 @@ def sample_view(
     )
 
 
-def keypoints(instance: Instance, view: View, size: int) -> np.ndarray:
-    """Pixel (x, y) of every vertex of the instance in this view, shape (K, 2), float64."""
+def keypoints(instance: Instance, view: View, size: int, height: int | None = None) -> np.ndarray:
+    """Pixel (x, y) of every vertex of the instance in this view, shape (K, 2), float64.
+
+    The canvas is ``size`` x ``size``, or ``size`` wide and ``height`` high; ``cx``/``cy`` are
+    fractions of the width/height and ``scale`` of the shorter side, so a shape keeps its
+    proportions on a non-square canvas.
+    """
+    width, height = size, size if height is None else height
+    unit = min(width, height)
     pts = np.asarray(CATEGORIES[instance.category], dtype=np.float64).copy()
     pts[:, 0] *= instance.aspect
     if view.mirror:
         pts[:, 0] *= -1
     c, s = math.cos(view.angle), math.sin(view.angle)
     rot = pts @ np.array([[c, s], [-s, c]])
-    return np.stack(
-        [(view.cx + view.scale * rot[:, 0]) * size, (view.cy + view.scale * rot[:, 1]) * size], 1
-    )
+    # unit / width is exactly 1.0 on a square canvas: the same floats as before non-square ones.
+    sx, sy = view.scale * (unit / width), view.scale * (unit / height)
+    return np.stack([(view.cx + sx * rot[:, 0]) * width, (view.cy + sy * rot[:, 1]) * height], 1)
 
 
-def _background(view: View, size: int, rng: np.random.Generator) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+def _background(
+    view: View, size: int, rng: np.random.Generator, height: int | None = None
+) -> np.ndarray:
+    height = size if height is None else height
+    yy, xx = np.mgrid[0:height, 0:size]
+    xx, yy = xx / max(size - 1, 1), yy / max(height - 1, 1)
     t = np.cos(view.bg_angle) * xx + np.sin(view.bg_angle) * yy
     t = (t - t.min()) / max(np.ptp(t), 1e-6)
     a, b = (np.asarray(c, dtype=np.float64) for c in view.background)
@@ -160,9 +171,13 @@ def _background(view: View, size: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def _texture(instance: Instance, size: int) -> np.ndarray:
-    """A texture field in [0.55, 1.0] that multiplies the instance colour."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
+def _texture(instance: Instance, size: int, height: int | None = None) -> np.ndarray:
+    """A texture field in [0.55, 1.0] that multiplies the instance colour.
+
+    ``size`` wide and ``height`` (default ``size``) high; periods are fractions of the shorter side.
+    """
+    height = size if height is None else height
+    yy, xx = np.mgrid[0:height, 0:size] / min(size, height)
     c, s = math.cos(instance.texture_angle), math.sin(instance.texture_angle)
     u, v = c * xx + s * yy, -s * xx + c * yy
     period = instance.texture_scale
@@ -178,6 +193,34 @@ def _texture(instance: Instance, size: int) -> np.ndarray:
     return 1.0 - 0.45 * f
 
 
+def _add_clutter(
+    canvas: np.ndarray, count: int, rng: np.random.Generator, width: int, height: int
+) -> np.ndarray:
+    """Paint ``count`` discs of random colours (behind the object) on the supersampled canvas."""
+    colours = []
+    for _ in range(count):
+        r = rng.uniform(0.04, 0.09) * min(width, height)
+        x, y = rng.uniform(0, 1, size=2) * (width, height)
+        mask = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(mask).ellipse([x - r, y - r, x + r, y + r], fill=255)
+        colours.append((np.asarray(mask, dtype=np.float64) / 255, rng.integers(0, 256, size=3)))
+    for m, col in colours:
+        canvas = canvas * (1 - m[..., None]) + col[None, None] * m[..., None]
+    return canvas
+
+
+def _paint(canvas: np.ndarray, mask: Image.Image, rgb: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask, dtype=np.float64) / 255
+    return canvas * (1 - m[..., None]) + rgb * m[..., None]
+
+
+def _finish(canvas: np.ndarray, width: int, height: int) -> Image.Image:
+    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
+    return img.filter(ImageFilter.GaussianBlur(radius=SUPERSAMPLE * 0.3)).resize(
+        (width, height), Image.Resampling.BOX
+    )
+
+
 def render(
     instance: Instance, view: View, size: int, rng: np.random.Generator
 ) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -188,29 +231,15 @@ def render(
     big = size * SUPERSAMPLE
     canvas = _background(view, big // SUPERSAMPLE, rng)
     canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
-    # Clutter: small discs of random colours, behind the object.
-    clutter = Image.new("L", (big, big), 0)
-    colours = []
-    for _ in range(view.clutter):
-        r = rng.uniform(0.04, 0.09) * big
-        x, y = rng.uniform(0, big, size=2)
-        mask = Image.new("L", (big, big), 0)
-        ImageDraw.Draw(mask).ellipse([x - r, y - r, x + r, y + r], fill=255)
-        colours.append((np.asarray(mask, dtype=np.float64) / 255, rng.integers(0, 256, size=3)))
-    for m, col in colours:
-        canvas = canvas * (1 - m[..., None]) + col[None, None] * m[..., None]
-    del clutter
+    canvas = _add_clutter(canvas, view.clutter, rng, big, big)
 
     kps = keypoints(instance, view, size)
     obj = Image.new("L", (big, big), 0)
     ImageDraw.Draw(obj).polygon([tuple(p) for p in kps * SUPERSAMPLE], fill=255)
-    m = np.asarray(obj, dtype=np.float64) / 255
     colour = np.asarray(instance.rgb(float(rng.normal(0, 0.05))), dtype=np.float64)
-    tex = _texture(instance, big)
     # Shading varies with the pose, as light would.
     shade = 0.85 + 0.15 * math.cos(view.angle)
-    obj_rgb = colour[None, None] * tex[..., None] * shade
-    canvas = canvas * (1 - m[..., None]) + obj_rgb * m[..., None]
+    canvas = _paint(canvas, obj, colour[None, None] * _texture(instance, big)[..., None] * shade)
 
     visible = (kps[:, 0] >= 0) & (kps[:, 0] < size) & (kps[:, 1] >= 0) & (kps[:, 1] < size)
     if view.occluder:
@@ -219,13 +248,64 @@ def render(
         x0 = view.cx * size + rng.uniform(-0.3, 0.3) * view.scale * size - w / 2
         occ = Image.new("L", (big, big), 0)
         ImageDraw.Draw(occ).rectangle([x0 * SUPERSAMPLE, 0, (x0 + w) * SUPERSAMPLE, big], fill=255)
-        om = np.asarray(occ, dtype=np.float64) / 255
-        grey = float(rng.uniform(60, 200))
-        canvas = canvas * (1 - om[..., None]) + grey * om[..., None]
+        canvas = _paint(canvas, occ, float(rng.uniform(60, 200)))
         visible &= ~((kps[:, 0] >= x0) & (kps[:, 0] <= x0 + w))
+    return _finish(canvas, size, size), kps, visible
 
-    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), "RGB")
-    img = img.filter(ImageFilter.GaussianBlur(radius=SUPERSAMPLE * 0.3)).resize(
-        (size, size), Image.Resampling.BOX
-    )
-    return img, kps, visible
+
+def mark_centre(instance: Instance, view: View, width: int, height: int) -> tuple[float, float]:
+    """Pixel centre of the identity mark: 60% of the way from the object centre towards a
+    point a quarter along the edge from vertex 0 to vertex 1, which lies on no symmetry axis
+    of a regular shape, so shape and mark together look different mirrored or turned."""
+    k = keypoints(instance, view, width, height)
+    cx, cy = view.cx * width, view.cy * height
+    tx, ty = 0.75 * k[0] + 0.25 * k[1]
+    return cx + 0.6 * (tx - cx), cy + 0.6 * (ty - cy)
+
+
+def render_scene(
+    instance: Instance,
+    view: View,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    *,
+    mark: bool = False,
+    occluder: tuple[float, float, float, float] | None = None,
+    occluder_grey: float = 128.0,
+) -> Image.Image:
+    """Render one view on a ``width`` x ``height`` canvas (the correspondence scenes).
+
+    Unlike :func:`render`, the occluder is given (``x1, y1, x2, y2`` in pixels, drawn in front
+    of the object in ``occluder_grey``) so that visibility is decided before rendering, and
+    ``mark`` adds a small disc near vertex 0 in a colour contrasting with the object, which
+    tells the vertices of a symmetric shape apart (as a face or a tail does on a real object).
+    Vertices are drawn so that a keypoint ``(x, y)`` is the centre of pixel ``(x, y)``.
+    """
+    bw, bh = width * SUPERSAMPLE, height * SUPERSAMPLE
+    canvas = _background(view, width, rng, height)
+    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    canvas = _add_clutter(canvas, view.clutter, rng, bw, bh)
+
+    def big(x: float) -> float:  # pixel-centre coordinate -> supersampled drawing coordinate
+        return x * SUPERSAMPLE + (SUPERSAMPLE - 1) / 2
+
+    kps = keypoints(instance, view, width, height)
+    obj = Image.new("L", (bw, bh), 0)
+    ImageDraw.Draw(obj).polygon([(big(x), big(y)) for x, y in kps], fill=255)
+    colour = np.asarray(instance.rgb(float(rng.normal(0, 0.05))), dtype=np.float64)
+    shade = 0.85 + 0.15 * math.cos(view.angle)
+    tex = _texture(instance, bw, bh)
+    canvas = _paint(canvas, obj, colour[None, None] * tex[..., None] * shade)
+    if mark:
+        mx, my = mark_centre(instance, view, width, height)
+        r = 0.14 * view.scale * min(width, height) * SUPERSAMPLE
+        disc = Image.new("L", (bw, bh), 0)
+        ImageDraw.Draw(disc).ellipse([big(mx) - r, big(my) - r, big(mx) + r, big(my) + r], fill=255)
+        canvas = _paint(canvas, disc, 20.0 if instance.value * shade > 0.6 else 235.0)
+    if occluder is not None:
+        x1, y1, x2, y2 = occluder
+        occ = Image.new("L", (bw, bh), 0)
+        ImageDraw.Draw(occ).rectangle([big(x1), big(y1), big(x2), big(y2)], fill=255)
+        canvas = _paint(canvas, occ, occluder_grey)
+    return _finish(canvas, width, height)

@@ -1,0 +1,549 @@
+"""Correspondence dataset families: ``spair71k``, ``pfpascal``, ``ap10k`` and ``miniworld-spair``.
+
+Each family's ``prepare`` reads the pairs the way the official loader does (the parsers of
+``data/spair.py``, ``data/pfpascal.py``, ``data/ap10k.py``; ``Visual-AI/Semantic-Correspondence``
+``dataset/*.py``) and writes, under ``data/<dataset>/``:
+
+- ``images.parquet``: one row per image some pair uses; id ``<category>/<image stem>``, path
+  relative to the output folder, split the first of test, val, train whose pairs use it;
+- ``pairs.parquet``: the pair table of ``matchbench.correspondence.pairs`` (docs/contracts.md);
+- ``skipped.json``: ``{reason: count}`` of the pairs left out where the official code leaves
+  them out (AP-10K: fewer than 3 keypoints visible in both), or where a pair cannot be
+  scored at all (no keypoint visible in both; PF-PASCAL's flipped training duplicates).
+
+Anything else that is wrong with the files is a ``MatchbenchError`` naming the file: a missing
+image or annotation, keypoint arrays of different lengths, a keypoint outside its image by
+more than ``kps_tolerance`` pixels (default 2: annotations made on pixel corners or with
+1-based tools can sit a pixel past the last pixel centre), an unknown category.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matchbench.correspondence.pairs import make_row, write_pairs_table
+from matchbench.data import INDEX_COLUMNS, ap10k, pfpascal, register_family, spair
+from matchbench.data.download import fetch
+from matchbench.data.imagefolder import check_image
+from matchbench.errors import MatchbenchError
+from matchbench.io import atomic_dir, write_json, write_parquet
+
+KPS_TOLERANCE_PX = 2.0
+SPLITS = ("train", "val", "test")  # contract names; the files say trn for train
+FILE_SPLIT = {"train": "trn", "val": "val", "test": "test"}
+
+# No checksum is published for these files: the manifest records the sha256 fetched, and the
+# `checksums` option pins one (docs/datasets.md).
+SPAIR_SOURCE = {
+    "url": "http://cvlab.postech.ac.kr/research/SPair-71k/data/SPair-71k.tar.gz",
+    "checksum": None,
+    "filename": "SPair-71k.tar.gz",
+    "extract": True,
+}
+PFPASCAL_SOURCES = [
+    {
+        "url": "https://www.di.ens.fr/willow/research/proposalflow/dataset/PF-dataset-PASCAL.zip",
+        "checksum": None,
+        "filename": "PF-dataset-PASCAL.zip",
+        "extract": True,
+    },
+    {
+        "url": "https://www.robots.ox.ac.uk/~xinghui/sd4match/pf-pascal_image_pairs.zip",
+        "checksum": None,
+        "filename": "pf-pascal_image_pairs.zip",
+        "extract": True,
+    },
+]
+
+DOWNLOAD_OPTIONS = {
+    "mirror": "a base URL or a folder holding the files under their official names",
+    "checksums": "a mapping of file name to 'sha256:<hex>' or 'md5:<hex>'",
+}
+PREPARE_OPTIONS = {
+    "kps_tolerance": "pixels a keypoint may lie outside its image (a number >= 0, default 2)",
+}
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class _Options:
+    mirror: str | None
+    checksums: dict[str, str]
+    kps_tolerance: float
+    root: Path | None
+
+
+def _options(family: str, options: Mapping[str, Any] | None, known: Mapping[str, str]) -> _Options:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise MatchbenchError(
+            f"dataset {family}: unknown option(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+    def bad(key: str) -> MatchbenchError:
+        return MatchbenchError(
+            f"dataset {family}: option {key} = {options[key]!r}, expected {known[key]}"
+        )
+
+    mirror = options.get("mirror")
+    if mirror is not None and not (isinstance(mirror, str) and mirror):
+        raise bad("mirror")
+    checksums = options.get("checksums") or {}
+    if not isinstance(checksums, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()
+    ):
+        raise bad("checksums")
+    tol = options.get("kps_tolerance", KPS_TOLERANCE_PX)
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
+        raise bad("kps_tolerance")
+    root = options.get("root")
+    if root is not None and not (isinstance(root, str) and root):
+        raise bad("root")
+    return _Options(mirror, dict(checksums), float(tol), Path(root) if root else None)
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+@dataclass
+class PairRecord:
+    """One pair as read from a dataset's own files, before the common checks."""
+
+    pair: str
+    split: str  # train / val / test
+    category: str
+    src_image: Path
+    trg_image: Path
+    src_kps: np.ndarray  # (K, 2), visible in both
+    trg_kps: np.ndarray
+    src_bbox: np.ndarray | None  # x1, y1, x2, y2
+    trg_bbox: np.ndarray | None
+    flags: dict[str, int]
+    source: Path | str  # the annotation file (or CSV row) that defines the pair, for errors
+
+
+def _image_id(category: str, path: Path) -> str:
+    return f"{category}/{path.stem}"
+
+
+def _check_inside(rec: PairRecord, side: str, size: tuple[int, int], tol: float) -> None:
+    w, h = size
+    kps = rec.src_kps if side == "src" else rec.trg_kps
+    out = (kps[:, 0] < -tol) | (kps[:, 0] > w - 1 + tol)
+    out |= (kps[:, 1] < -tol) | (kps[:, 1] > h - 1 + tol)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        image = rec.src_image if side == "src" else rec.trg_image
+        raise MatchbenchError(
+            f"{rec.source}: {side} keypoint {i} at ({kps[i, 0]:g}, {kps[i, 1]:g}) lies outside "
+            f"the {w}x{h} image {image} (tolerance {tol:g} px, option kps_tolerance)"
+        )
+
+
+def write_tables(
+    out_dir: Path,
+    records: Iterable[PairRecord],
+    *,
+    categories: Iterable[str],
+    threshold: str,
+    skipped: Counter[str],
+    kps_tolerance: float = KPS_TOLERANCE_PX,
+    min_keypoints: int = 1,
+    min_keypoints_reason: str = "no keypoint visible in both images",
+) -> None:
+    """Check ``records`` and write ``images.parquet``, ``pairs.parquet`` and ``skipped.json``.
+
+    ``threshold`` is the PCK normaliser: ``"bbox"`` (longer side of the target box: SPair-71k,
+    AP-10K) or ``"image"`` (longer side of the target image: PF-PASCAL).
+    """
+    kept = []
+    for rec in records:
+        if rec.src_kps.shape != rec.trg_kps.shape:
+            raise MatchbenchError(
+                f"{rec.source}: {len(rec.src_kps)} source keypoints but {len(rec.trg_kps)} "
+                "target keypoints; expected the same keypoints in both"
+            )
+        if len(rec.src_kps) < min_keypoints:
+            skipped[min_keypoints_reason] += 1
+            continue
+        kept.append(rec)
+    if not kept:
+        raise MatchbenchError(f"{out_dir}: no usable pair (skipped: {dict(skipped)})")
+    sizes: dict[Path, tuple[int, int]] = {}
+    images: dict[str, dict[str, Any]] = {}
+    for rec in kept:
+        for side, path in (("src", rec.src_image), ("trg", rec.trg_image)):
+            if path not in sizes:
+                if not path.is_file():
+                    raise MatchbenchError(f"{path}: image not found (pair in {rec.source})")
+                sizes[path] = check_image(path)
+            _check_inside(rec, side, sizes[path], kps_tolerance)
+            image_id = _image_id(rec.category, path)
+            row = images.setdefault(
+                image_id, {"path": path, "category": rec.category, "splits": set()}
+            )
+            if row["path"] != path:
+                raise MatchbenchError(
+                    f"{rec.source}: image id {image_id!r} names two files, {row['path']} and {path}"
+                )
+            row["splits"].add(rec.split)
+    names = sorted(set(categories) | {r["category"] for r in images.values()})
+    label = {c: k for k, c in enumerate(names)}
+    index = pd.DataFrame(
+        [
+            {
+                "id": image_id,
+                "path": os.path.relpath(r["path"], out_dir),
+                "split": next(s for s in ("test", "val", "train") if s in r["splits"]),
+                "class": r["category"],
+                "label": label[r["category"]],
+                "instance": "",
+                "width": sizes[r["path"]][0],
+                "height": sizes[r["path"]][1],
+            }
+            for image_id, r in sorted(images.items())
+        ],
+        columns=INDEX_COLUMNS,
+    ).astype({"label": "int64", "width": "int64", "height": "int64"})
+    rows = []
+    for rec in kept:
+        if threshold == "bbox":
+            if rec.trg_bbox is None:
+                raise MatchbenchError(f"{rec.source}: no target box for the PCK threshold")
+            x1, y1, x2, y2 = rec.trg_bbox
+            t = max(x2 - x1, y2 - y1)
+        else:
+            t = max(sizes[rec.trg_image])
+        rows.append(
+            make_row(
+                pair=rec.pair,
+                split=rec.split,
+                category=rec.category,
+                src=_image_id(rec.category, rec.src_image),
+                trg=_image_id(rec.category, rec.trg_image),
+                src_kps=rec.src_kps,
+                trg_kps=rec.trg_kps,
+                src_bbox=rec.src_bbox,
+                trg_bbox=rec.trg_bbox,
+                threshold=float(t),
+                flags=rec.flags,
+            )
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(out_dir / "images.parquet", index)
+    write_pairs_table(out_dir / "pairs.parquet", rows)
+    write_json(out_dir / "skipped.json", dict(sorted(skipped.items())))
+
+
+# --------------------------------------------------------------------------- SPair-71k
+
+
+def spair_root(raw_dir: Path) -> Path:
+    """The folder holding ``Layout/`` (the tarball extracts to ``SPair-71k/SPair-71k/``)."""
+    for root in (raw_dir, raw_dir / "SPair-71k", raw_dir / "SPair-71k" / "SPair-71k"):
+        if (root / "Layout" / "large").is_dir():
+            return root
+    raise MatchbenchError(
+        f"{raw_dir}: SPair-71k not found (expected Layout/large/{{trn,val,test}}.txt in it or in "
+        "SPair-71k/ under it; run `matchbench download` for this dataset first)"
+    )
+
+
+def spair_records(root: Path) -> tuple[list[PairRecord], list[str]]:
+    """Every pair of ``Layout/large/{trn,val,test}.txt``, read as the official loader does:
+    the layout line names the annotation ``PairAnnotation/<split>/<line>.json``."""
+    images = root / "JPEGImages"
+    if not images.is_dir():
+        raise MatchbenchError(f"{images}: SPair-71k image folder not found")
+    categories = sorted(d.name for d in images.iterdir() if d.is_dir())
+    records = []
+    for split in SPLITS:
+        for where, name, src, trg, category in spair.read_layout(root, FILE_SPLIT[split]):
+            if category not in categories:
+                raise MatchbenchError(
+                    f"{where}: category {category!r} has no folder in {images} "
+                    f"(categories: {', '.join(categories)})"
+                )
+            path = root / "PairAnnotation" / FILE_SPLIT[split] / f"{name}.json"
+            if not path.is_file():
+                raise MatchbenchError(f"{where}: pair annotation {path} not found")
+            ann = spair.read_pair(path)
+            if ann["category"] != category:
+                raise MatchbenchError(
+                    f"{path}: category {ann['category']!r} disagrees with the layout line "
+                    f"{name!r} ({where})"
+                )
+            for side, stem in (("src", src), ("trg", trg)):
+                if Path(ann[f"{side}_imname"]).stem != stem:
+                    raise MatchbenchError(
+                        f"{path}: {side}_imname {ann[f'{side}_imname']!r} disagrees with the "
+                        f"layout line {name!r} ({where})"
+                    )
+            records.append(
+                PairRecord(
+                    pair=name,
+                    split=split,
+                    category=category,
+                    src_image=images / category / ann["src_imname"],
+                    trg_image=images / category / ann["trg_imname"],
+                    src_kps=ann["src_kps"],
+                    trg_kps=ann["trg_kps"],
+                    src_bbox=ann["src_bbox"],
+                    trg_bbox=ann["trg_bbox"],
+                    flags={k: int(v) for k, v in ann["flags"].items()},
+                    source=path,
+                )
+            )
+    return records, categories
+
+
+def prepare_spair(raw_dir: Path, out_dir: Path, tolerance: float) -> None:
+    root = spair_root(raw_dir)
+    records, categories = spair_records(root)
+    write_tables(
+        out_dir,
+        records,
+        categories=categories,
+        threshold="bbox",
+        skipped=Counter(),
+        kps_tolerance=tolerance,
+    )
+
+
+@register_family("spair71k")
+class Spair71k:
+    """SPair-71k (Min et al. 2019) from its official tarball."""
+
+    name = "spair71k"
+    pairs = True
+    OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
+
+    def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
+        o = _options(self.name, options, self.OPTIONS)
+        fetch([SPAIR_SOURCE], raw_dir, base_url=o.mirror, checksums=o.checksums)
+
+    def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
+        o = _options(self.name, options, self.OPTIONS)
+        prepare_spair(Path(raw_dir), Path(out_dir), o.kps_tolerance)
+
+
+@register_family("miniworld-spair")
+class MiniWorldSpair:
+    """The mini-world's correspondence pairs, generated in SPair-71k's layout (no network)."""
+
+    name = "miniworld-spair"
+    pairs = True
+    GENERATOR_VERSION = 1
+
+    def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
+        from matchbench.data.synth.correspondence import scene_options, write_spair
+
+        opts = dict(options)
+        seed = opts.pop("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise MatchbenchError(
+                f"dataset {self.name}: option seed = {seed!r}, expected a non-negative integer"
+            )
+        tol = opts.pop("kps_tolerance", None)
+        progress = bool(opts.pop("progress", True))
+        scene_options(opts, self.name)  # fail before anything is written
+        with atomic_dir(raw_dir) as tmp:
+            summary = write_spair(tmp, seed=seed, progress=progress, **opts)
+            write_json(
+                tmp / "MANIFEST.json",
+                {
+                    "source": self.name,
+                    "generator_version": self.GENERATOR_VERSION,
+                    "options": {"seed": seed, **opts}
+                    | ({"kps_tolerance": tol} if tol is not None else {}),
+                    **summary,
+                },
+            )
+
+    def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
+        tol = options.get("kps_tolerance", KPS_TOLERANCE_PX)
+        _options(self.name, {"kps_tolerance": tol}, PREPARE_OPTIONS)
+        prepare_spair(Path(raw_dir), Path(out_dir), float(tol))
+
+
+# --------------------------------------------------------------------------- PF-PASCAL
+
+
+def pfpascal_roots(raw_dir: Path) -> tuple[Path, Path]:
+    """(root holding ``PF-dataset-PASCAL/``, folder holding the ``<split>_pairs.csv`` lists)."""
+    data = next(
+        (
+            r
+            for r in (raw_dir, raw_dir / "PF-dataset-PASCAL", raw_dir / "pf-pascal")
+            if (r / "PF-dataset-PASCAL" / "JPEGImages").is_dir()
+        ),
+        None,
+    )
+    if data is None:
+        raise MatchbenchError(
+            f"{raw_dir}: PF-PASCAL not found (expected PF-dataset-PASCAL/JPEGImages in it or "
+            "in PF-dataset-PASCAL/ under it; run `matchbench download` for this dataset first)"
+        )
+    candidates = [data, data / "PF-dataset-PASCAL"]
+    candidates += sorted(p for p in raw_dir.glob("pf-pascal_image_pairs*") if p.is_dir())
+    candidates += [c / "pf-pascal_image_pairs" for c in list(candidates)]
+    for folder in candidates:
+        if any((folder / n).is_file() for s in FILE_SPLIT.values() for n in _pf_names(s)):
+            return data, folder
+    raise MatchbenchError(
+        f"{raw_dir}: no PF-PASCAL pair list ({{trn,val,test}}_pairs.csv) found in "
+        f"{', '.join(str(c) for c in candidates)}"
+    )
+
+
+def _pf_names(split: str) -> tuple[str, str]:
+    return (f"{split}_pairs.csv", f"{split}_pairs_pf_pascal.csv")
+
+
+def pfpascal_records(raw_dir: Path, skipped: Counter[str]) -> list[PairRecord]:
+    data, lists = pfpascal_roots(raw_dir)
+    images = data / "PF-dataset-PASCAL" / "JPEGImages"
+    records = []
+    for split in SPLITS:
+        if not any((lists / n).is_file() for n in _pf_names(FILE_SPLIT[split])):
+            continue
+        for p in pfpascal.read_pairs(data, FILE_SPLIT[split], lists=lists, image_sizes=False):
+            if p["flip"]:
+                # The training list repeats pairs with flip = 1: the loader mirrors both
+                # images on the fly. It is augmentation, not data; trainers augment themselves.
+                skipped["flipped duplicate of a training pair (augmentation)"] += 1
+                continue
+            records.append(
+                PairRecord(
+                    pair=p["name"],
+                    split=split,
+                    category=p["category"],
+                    src_image=images / f"{p['src']}.jpg",
+                    trg_image=images / f"{p['trg']}.jpg",
+                    src_kps=p["src_kps"],
+                    trg_kps=p["trg_kps"],
+                    src_bbox=p["src_bbox"],
+                    trg_bbox=p["trg_bbox"],
+                    flags={},
+                    source=p["source"],
+                )
+            )
+    return records
+
+
+@register_family("pfpascal")
+class PfPascal:
+    """PF-PASCAL (Ham et al. 2017) images + the unified benchmark's pair lists."""
+
+    name = "pfpascal"
+    pairs = True
+    OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
+
+    def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
+        o = _options(self.name, options, self.OPTIONS)
+        fetch(PFPASCAL_SOURCES, raw_dir, base_url=o.mirror, checksums=o.checksums)
+
+    def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
+        o = _options(self.name, options, self.OPTIONS)
+        skipped: Counter[str] = Counter()
+        records = pfpascal_records(Path(raw_dir), skipped)
+        write_tables(
+            Path(out_dir),
+            records,
+            categories=pfpascal.CLASSES,
+            threshold="image",
+            skipped=skipped,
+            kps_tolerance=o.kps_tolerance,
+        )
+
+
+# --------------------------------------------------------------------------- AP-10K
+
+AP10K_MIN_KEYPOINTS = 3  # GeoAware-SC keeps a pair only with >= 3 keypoints visible in both
+
+
+def ap10k_records(root: Path) -> list[PairRecord]:
+    records = []
+    for split in SPLITS:
+        folder = root / "PairAnnotation" / FILE_SPLIT[split]
+        if not folder.is_dir():
+            continue
+        for p in ap10k.read_pairs(root, FILE_SPLIT[split]):
+            records.append(
+                PairRecord(
+                    pair=p["name"],
+                    split=split,
+                    category=p["category"],
+                    src_image=p["src_image"],
+                    trg_image=p["trg_image"],
+                    src_kps=p["src_kps"],
+                    trg_kps=p["trg_kps"],
+                    src_bbox=p["src_bbox"],
+                    trg_bbox=p["trg_bbox"],
+                    flags={},
+                    source=p["source"],
+                )
+            )
+    if not records:
+        raise MatchbenchError(
+            f"{root / 'PairAnnotation'}: no pair folder among {', '.join(FILE_SPLIT.values())}"
+        )
+    return records
+
+
+@register_family("ap10k")
+class Ap10k:
+    """AP-10K as GeoAware-SC's ``data/prepare_ap10k.sh`` leaves it (brought by the user)."""
+
+    name = "ap10k"
+    pairs = True
+    OPTIONS = {
+        "root": "the ap-10k folder prepared by GeoAware-SC's data/prepare_ap10k.sh",
+        **PREPARE_OPTIONS,
+    }
+
+    def _root(self, raw_dir: Path, options: dict[str, Any]) -> Path:
+        o = _options(self.name, options, self.OPTIONS)
+        root = o.root or raw_dir
+        if not (root / "PairAnnotation").is_dir() or not (root / "ImageAnnotation").is_dir():
+            raise MatchbenchError(
+                f"datasets.*.options.root: {root} is not a prepared AP-10K folder (expected "
+                "ImageAnnotation/, JPEGImages/ and PairAnnotation/; AP-10K cannot be downloaded "
+                "automatically, see docs/datasets.md)"
+            )
+        return root
+
+    def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
+        self._root(Path(raw_dir), options)
+
+    def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
+        root = self._root(Path(raw_dir), options)
+        records = ap10k_records(root)
+        categories = sorted(
+            d.name for fam in (root / "ImageAnnotation").iterdir() if fam.is_dir()
+            for d in fam.iterdir() if d.is_dir()
+        )  # fmt: skip
+        write_tables(
+            Path(out_dir),
+            records,
+            categories=categories,
+            threshold="bbox",
+            skipped=Counter(),
+            kps_tolerance=_options(self.name, options, self.OPTIONS).kps_tolerance,
+            min_keypoints=AP10K_MIN_KEYPOINTS,
+            min_keypoints_reason=(
+                f"fewer than {AP10K_MIN_KEYPOINTS} keypoints visible in both images (GeoAware-SC)"
+            ),
+        )
