@@ -28,7 +28,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = {"crop_scale": [0.5, 1.0], "rotation": 180, "color_jitter": 0.4, "hue": 0.5, "grayscale": 0.2}
+    cfg = {
+        "crop_scale": [0.5, 1.0],
+        "rotation": 180,
+        "color_jitter": 0.4,
+        "hue": 0.5,
+        "grayscale": 0.2,
+    }
     images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
     per_image = v2.Compose(
         [

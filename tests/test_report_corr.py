@@ -83,7 +83,6 @@ def corr_doc(dataset: str, model: str, pck: tuple[float, ...] | None = None) -> 
             "resolution": 224,
             "grid": [16, 16],
             "cache": True,
-            "pairs_per_s": 12.5,
             "skipped": {} if spair else {SKIP_REASON: 12},
         },
     }
@@ -247,7 +246,7 @@ def test_variant_table_per_dataset_with_cis(report: Path) -> None:
     tex = (report / "tables" / "correspondence_variants_ap10k.tex").read_text()
     assert tex.count(r"\midrule") == 2  # under the header, and between the two models
     runs = pd.read_csv(report / "tables" / "correspondence_runs.csv", dtype=str)
-    assert runs.iloc[0].tolist() == ["SPair-71k", FROZEN, "6", "30", "224", "16×16", "yes", "12.5"]
+    assert runs.iloc[0].tolist() == ["SPair-71k", FROZEN, "6", "30", "224", "16×16", "yes"]
 
 
 def test_results_csv_holds_correspondence_like_any_task(report: Path) -> None:

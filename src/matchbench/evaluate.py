@@ -1,13 +1,17 @@
 """The `evaluate` stage: metrics JSON per (task, dataset, model), with bootstrap CIs.
 
-Tasks are registered by name; each reads the feature store (and the index) and returns the
-metrics document of docs/contracts.md. Metric definitions live in `matchbench.metrics`.
+Tasks are registered by name, each with the command-line options it needs; a task receives the
+resolved config and the parsed arguments, writes any output besides the metrics JSON itself (the
+correspondence predictions), and returns the metrics document of docs/contracts.md. Metric
+definitions live in `matchbench.metrics`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +21,24 @@ from matchbench.config import add_config_argument, load_config
 from matchbench.errors import MatchbenchError
 from matchbench.extract import read_features
 from matchbench.images import read_index
-from matchbench.io import write_json
+from matchbench.io import write_json, write_parquet
 from matchbench.metrics import bootstrap_ci, knn_classify, linear_probe_predict
 
-TaskFn = Callable[[dict[str, Any], Path, Path], dict[str, Any]]
-TASKS: dict[str, TaskFn] = {}
+TaskFn = Callable[[dict[str, Any], argparse.Namespace], dict[str, Any]]
 
 
-def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
+@dataclass(frozen=True)
+class Task:
+    run: TaskFn
+    required: tuple[str, ...]  # argparse dests the task cannot run without
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(name: str, required: tuple[str, ...] = ()) -> Callable[[TaskFn], TaskFn]:
     def wrap(fn: TaskFn) -> TaskFn:
-        TASKS[name] = fn
+        TASKS[name] = Task(fn, required)
         return fn
 
     return wrap
@@ -61,7 +73,31 @@ def _split(
     return feats[[pos[x] for x in rows["id"]]], rows
 
 
-@register_task("ssl")
+@register_task("ssl", required=("features", "index"))
+def ssl_task(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    return evaluate_ssl(cfg, args.features, args.index)
+
+
+@register_task("correspondence", required=("dataset", "model", "predictions"))
+def correspondence_task(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """PCK of dense-feature keypoint transfer; also writes the predictions table."""
+    from matchbench.correspondence.evaluate import evaluate as evaluate_correspondence
+
+    cache = cfg.get("tracks", {}).get("correspondence", {}).get("features", {}).get("cache")
+    if args.features is not None and cache is False:
+        raise MatchbenchError(
+            "--features was given but tracks.correspondence.features.cache is false (maps are "
+            "computed on the fly); drop --features or set the cache to true"
+        )
+    doc, predictions, pairs_per_s = evaluate_correspondence(
+        cfg, args.dataset, args.model, args.features
+    )
+    write_parquet(args.predictions, predictions)
+    # Speed goes to the log, not into the metrics file: reruns must write the same bytes.
+    print(f"evaluate: {pairs_per_s:.1f} pairs/s", file=sys.stderr)
+    return doc
+
+
 def evaluate_ssl(cfg: dict[str, Any], features: Path, index_path: Path) -> dict[str, Any]:
     """kNN (weighted vote, k and T from config) and linear-probe accuracy on frozen features."""
     ecfg = cfg["tracks"]["ssl"]["evaluate"]
@@ -106,14 +142,28 @@ def evaluate_ssl(cfg: dict[str, Any], features: Path, index_path: Path) -> dict[
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
-    parser.add_argument("--features", type=Path, required=True, help="feature store folder")
-    parser.add_argument("--index", type=Path, required=True, help="images.parquet of the dataset")
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help="feature store folder (ssl); dense-map cache folder (correspondence, when "
+        "features.cache is true)",
+    )
+    parser.add_argument("--index", type=Path, help="images.parquet of the dataset (ssl)")
+    parser.add_argument("--dataset", help="dataset name of the config (correspondence)")
+    parser.add_argument("--model", help="model name, <backbone>[+<recipe>] (correspondence)")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--predictions", type=Path, help="predictions parquet to write (correspondence)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    task = TASKS[args.task]
+    missing = [f"--{name}" for name in task.required if getattr(args, name, None) is None]
+    if missing:
+        raise MatchbenchError(f"--task {args.task} needs {', '.join(missing)}")
     cfg = load_config(args.config)
-    doc = TASKS[args.task](cfg, args.features, args.index)
+    doc = task.run(cfg, args)
     write_json(args.out, doc)
     summary = ", ".join(
         f"{k} {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"

@@ -215,12 +215,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        help="feature store folder (default: <results>/features/<dataset>/<model>)",
+        help="feature store folder (default: <results>/features/<dataset>/<model>; with "
+        "--dense: <results>/dense/<dataset>/<model>)",
+    )
+    parser.add_argument(
+        "--dense",
+        action="store_true",
+        help="write the dense-map cache of the correspondence track's evaluated split instead "
+        "of global features",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    if args.dense:
+        from matchbench.correspondence.store import extract_dense
+
+        out = args.out or Path(cfg["paths"]["results"]) / "dense" / args.dataset / args.model
+        meta = extract_dense(cfg, args.dataset, args.model, out, args.weights)
+        w, h = meta["grid"]
+        print(
+            f"extract --dense: {meta['count']} maps, {meta['dim']}x{h}x{w}, "
+            f"{meta['images_per_s']} images/s on {meta['device']} -> {out}"
+        )
+        return 0
     out = args.out or Path(cfg["paths"]["results"]) / "features" / args.dataset / args.model
     info = extract(cfg, args.dataset, args.model, out, args.weights)
     speed = f"{info['images_per_s']:.1f} images/s" if info["images_per_s"] else "all shards resumed"

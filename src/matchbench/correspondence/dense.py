@@ -22,13 +22,24 @@ from matchbench.images import load_rgb
 from matchbench.models import Backbone
 
 
+def resolution_for(cfg: dict, backbone: str, *, train: bool = False) -> int:
+    """The square input side of ``backbone`` in the correspondence track (config, with overrides)."""
+    track = cfg["tracks"]["correspondence"]
+    if train and track["train"]["resolution"] is not None:
+        return int(track["train"]["resolution"])
+    features = track["features"]
+    return int(features["resolutions"].get(backbone, features["resolution"]))
+
+
 def to_grid(xy: np.ndarray, image_wh: tuple[float, float], grid_wh: tuple[int, int]) -> np.ndarray:
     """Original-frame pixels (..., 2) → continuous feature-grid coordinates (cell centres at ints)."""
     scale = np.asarray(grid_wh, dtype=np.float64) / np.asarray(image_wh, dtype=np.float64)
     return np.asarray(xy, dtype=np.float64) * scale - 0.5
 
 
-def from_grid(uv: np.ndarray, image_wh: tuple[float, float], grid_wh: tuple[int, int]) -> np.ndarray:
+def from_grid(
+    uv: np.ndarray, image_wh: tuple[float, float], grid_wh: tuple[int, int]
+) -> np.ndarray:
     """Inverse of :func:`to_grid`."""
     scale = np.asarray(image_wh, dtype=np.float64) / np.asarray(grid_wh, dtype=np.float64)
     return (np.asarray(uv, dtype=np.float64) + 0.5) * scale

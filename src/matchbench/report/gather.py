@@ -556,7 +556,6 @@ RUN_COLUMNS = [
     "resolution",
     "grid",
     "cache",
-    "pairs_per_s",
     "source",
 ]
 VARIANT_COLUMNS = ["dataset", "model", "variant", "kind", "alpha", "value", "ci_low", "ci_high"]
@@ -695,7 +694,6 @@ def _correspondence_doc(
         "resolution": _count(path, extra, "resolution", w),
         "grid": _grid(path, extra),
         "cache": _boolean(path, extra, "cache", w),
-        "pairs_per_s": _number(path, extra, "pairs_per_s", w, nullable=True),
         "source": str(path),
     }
     rows = {
