@@ -200,14 +200,14 @@ def test_shipped_configs_load(path):
 def test_track_naming_unknown_backbone(raw):
     raw["tracks"]["ssl"]["backbones"] = ["resnet-mni"]
     msg = error_of(raw)
-    assert "tracks.ssl.backbones: 'resnet-mni' is not in backbones (resnet-mini)" in msg
+    assert "tracks.ssl.backbones: 'resnet-mni' is not in backbones (resnet-mini, vit-tiny)" in msg
     assert "did you mean resnet-mini" in msg
 
 
 def test_track_naming_unknown_dataset(raw):
     raw["tracks"]["ssl"]["dataset"] = "miniwrld"
     msg = error_of(raw)
-    assert "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld)" in msg
+    assert "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair)" in msg
 
 
 # --------------------------------------------------------------------------- files

@@ -41,5 +41,13 @@ def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for rule in ("extract", "mine", "finetune_ssl_spp", "evaluate_ssl", "report"):
+    tracks = load_config(path)["tracks"]
+    expected = ["report"]
+    if "ssl" in tracks:
+        expected += ["extract", "mine", "finetune_ssl_spp", "evaluate_ssl"]
+    if "correspondence" in tracks:
+        expected += ["prepare_pairs", "extract_dense", "evaluate_correspondence"]
+        if tracks["correspondence"]["finetune"]:
+            expected.append("finetune_correspondence")
+    for rule in expected:
         assert rule in proc.stdout

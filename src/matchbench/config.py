@@ -91,7 +91,10 @@ def _check_references(cfg: Config, source: str) -> None:
                 f"{source}: tracks.{track}.sampler: {sampler!r} is not 'ssl', 'backbone' or a backbone "
                 f"of the config ({', '.join(cfg['backbones'])})"
             )
-        for key, b in [(k, b) for k in ("backbones", "finetune") for b in spec.get(k, [])]:
+        overrides = spec.get("features", {}).get("resolutions", {})
+        named_backbones = [(k, b) for k in ("backbones", "finetune") for b in spec.get(k, [])]
+        named_backbones += [("features.resolutions", b) for b in overrides]
+        for key, b in named_backbones:
             if b not in cfg["backbones"]:
                 raise MatchbenchError(
                     f"{source}: tracks.{track}.{key}: {b!r} is not in backbones "

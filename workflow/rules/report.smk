@@ -6,15 +6,13 @@ rule report:
         table=f"{REPORTS}/{{run}}/results.csv",
     params:
         out=lambda w, output: str(Path(output.html).parent),
-        images_root=lambda w, input: str(Path(input.index[0]).parent) if input.index else "",
+        args=report_args,
     log:
         f"logs/report/{{run}}.log",
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench report --out {params.out:q} --title {wildcards.run:q} --metrics {input.metrics:q} "
-        "--mining-stats {input.stats:q} --train-logs {input.logs:q} "
-        "--pairs {input.pairs[0]:q} --index {input.index[0]:q} --images-root {params.images_root:q} 2> {log:q}"
+        "matchbench report --out {params.out:q} --title {wildcards.run:q} {params.args:q} 2> {log:q}"
 
 
 onsuccess:
