@@ -18,6 +18,7 @@ from matchbench.errors import MatchbenchError
 RECIPES: dict[str, tuple[str, bool]] = {
     "ssl": ("matchbench.train.ssl", False),
     "ssl-spp": ("matchbench.train.ssl", True),
+    "correspondence": ("matchbench.train.correspondence", False),
 }
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if not takes_pairs and args.pairs is not None:
         raise MatchbenchError(
-            f"--recipe {args.recipe} takes no --pairs; use ssl-spp for mined positives"
+            f"--recipe {args.recipe} takes no --pairs"
+            + ("; use ssl-spp for mined positives" if args.recipe == "ssl" else "")
         )
     out = (
         args.out
