@@ -34,7 +34,12 @@ SNAKEFILE = "workflow/Snakefile"
 
 # Columns of train_log.csv (docs/contracts.md) drawn as learning curves by `dvc plots show`.
 PLOT_X = "epoch"
-PLOT_Y = ("loss", "knn_acc")
+# The columns each recipe logs (results/models/<recipe>/...), in figure order.
+PLOT_Y = {
+    "ssl": ("loss", "knn_acc"),
+    "ssl-spp": ("loss", "knn_acc"),
+    "correspondence": ("loss", "train_pck"),
+}
 
 # DVC accepts letters, digits, "-" and "_" in stage names (treeverse/dvc#3767): "@" is taken
 # by foreach/matrix and ":" by `dvc.yaml:stage` targets. Rule and wildcard values are joined
@@ -248,15 +253,21 @@ def plots(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     logs = sorted(p for s in stages.values() for p in s.get("outs", []) if is_plot(p))
     if not logs:
         return []
+    def columns(log: str) -> tuple[str, ...]:
+        parts = PurePosixPath(log).parts
+        recipe = parts[parts.index("models") + 1] if "models" in parts[:-1] else ""
+        return PLOT_Y.get(recipe, ("loss",))
+
+    ys = list(dict.fromkeys(y for log in logs for y in columns(log)))
     return [
         {
             f"train-{y}": {
                 "title": f"Training {y} per epoch",
                 "x": PLOT_X,
-                "y": dict.fromkeys(logs, y),
+                "y": {log: y for log in logs if y in columns(log)},
             }
         }
-        for y in PLOT_Y
+        for y in ys
     ]
 
 

@@ -46,6 +46,8 @@ rule finetune_correspondence:
                 CFG["backbones"][w.backbone],
                 CFG["seed"],
                 CFG["device"],
+                CFG["threads"],
+                CFG["extract"]["precision"],
             ]
         ),
     threads: THREADS
