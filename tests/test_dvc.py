@@ -115,7 +115,7 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Workspaces:
 
 def test_dvc_repro_reproduces_snakemake_metrics(workspaces: Workspaces) -> None:
     by_snakemake, by_dvc = metrics(workspaces.snakemake), metrics(workspaces.dvc)
-    assert len(by_snakemake) == 3
+    assert len(by_snakemake) == 5  # ssl: 3 models; correspondence: frozen and fine-tuned
     assert by_dvc.keys() == by_snakemake.keys()
     for path in by_snakemake:
         assert by_dvc[path] == by_snakemake[path], f"{path} differs between snakemake and dvc repro"
@@ -132,19 +132,33 @@ def test_dvc_metrics_show_lists_the_metrics(workspaces: Workspaces) -> None:
     files = shown[""]["data"]
     assert sorted(files) == sorted(metrics(workspaces.dvc))
     for path, entry in files.items():
-        assert 0 <= entry["data"]["metrics"]["knn_acc"]["value"] <= 1, path
+        key = "pck@0.1" if "/correspondence/" in path else "knn_acc"
+        assert 0 <= entry["data"]["metrics"][key]["value"] <= 1, path
 
 
 def test_dvc_plots_show_draws_learning_curves(workspaces: Workspaces) -> None:
     shown = json.loads(run(["dvc", "plots", "show", "--json"], workspaces.dvc, workspaces.env))
-    assert {"train-loss", "train-knn_acc"} <= set(shown["data"])
-    for plot in ("train-loss", "train-knn_acc"):
+    assert {"train-loss", "train-knn_acc", "train-train_pck"} <= set(shown["data"])
+    ssl_logs = {
+        "ssl/miniworld/resnet-mini/train_log.csv",
+        "ssl-spp/miniworld/resnet-mini/train_log.csv",
+    }
+    corr_log = "correspondence/mini-spair/vit-tiny/train_log.csv"
+    # Each figure draws the logs that have its column: knn_acc is ssl's, train_pck correspondence's.
+    for plot, logs in (
+        ("train-loss", ssl_logs | {corr_log}),
+        ("train-knn_acc", ssl_logs),
+        ("train-train_pck", {corr_log}),
+    ):
         rows = shown["data"][plot][0]["content"]["data"]["values"]
-        assert {r["filename"] for r in rows} == {
-            "ssl/miniworld/resnet-mini/train_log.csv",
-            "ssl-spp/miniworld/resnet-mini/train_log.csv",
-        }
-        assert sorted({int(r["epoch"]) for r in rows}) == [1, 2]
+        # DVC names each row's file only when a figure draws several.
+        (only,) = logs if len(logs) == 1 else (None,)
+        assert {r.get("filename", only) for r in rows} == logs
+        epochs: dict[str, set[int]] = {name: set() for name in logs}
+        for r in rows:
+            epochs[r.get("filename", only)].add(int(r["epoch"]))
+        for name, seen in epochs.items():
+            assert sorted(seen) == ([1] if name == corr_log else [1, 2]), name
     html = workspaces.tmp / "plots"
     run(["dvc", "plots", "show", "--out", str(html)], workspaces.dvc, workspaces.env)
     assert "Training loss per epoch" in (html / "index.html").read_text()
