@@ -70,23 +70,31 @@ def test_every_stage_runs_the_command_snakemake_runs(
     assert "results/features/miniworld/resnet-mini+ssl/features.npy" in extract["outs"]
 
 
+SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
+CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
+
+
 def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
     stages = committed["stages"]
     assert all(is_valid_name(name) for name in stages)  # what `dvc stage add` accepts
     metrics = sorted(m for s in stages.values() for m in s.get("metrics", []))
-    assert metrics == [
-        f"results/metrics/ssl/miniworld/{m}.json"
-        for m in ("resnet-mini+ssl-spp", "resnet-mini+ssl", "resnet-mini")
-    ]
+    assert metrics == sorted(
+        [f"results/metrics/ssl/miniworld/{m}.json" for m in SSL_MODELS]
+        + [f"results/metrics/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
+    )
     plots = {name: spec for entry in committed["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"train-loss", "train-knn_acc"}
+    assert set(plots) == {"train-loss", "train-knn_acc", "train-train_pck"}
     assert plots["train-loss"]["x"] == "epoch"
-    assert sorted(plots["train-loss"]["y"]) == [
+    ssl_logs = [
         f"results/models/{r}/miniworld/resnet-mini/train_log.csv" for r in ("ssl-spp", "ssl")
     ]
+    corr_log = "results/models/correspondence/mini-spair/repvgg-mini/train_log.csv"
+    assert sorted(plots["train-loss"]["y"]) == sorted([*ssl_logs, corr_log])
+    assert sorted(plots["train-knn_acc"]["y"]) == sorted(ssl_logs)
+    assert list(plots["train-train_pck"]["y"]) == [corr_log]
     # Producers before consumers: download first, the report last.
     names = list(stages)
-    assert names[0] == "download--miniworld" and names[-1] == "report--demo"
+    assert names[0].startswith("download--") and names[-1] == "report--demo"
 
 
 def test_stale_or_missing_file_is_refused(

@@ -61,10 +61,22 @@ def test_report_is_written(workspace: Path) -> None:
     table = pd.read_csv(report / "results.csv")
     assert list(table.columns[:4]) == ["task", "dataset", "model", "metric"]
     models = ["resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp"]
-    assert sorted(zip(table["model"], table["metric"], strict=True)) == sorted(
+    ssl = table[table["task"] == "ssl"]
+    assert sorted(zip(ssl["model"], ssl["metric"], strict=True)) == sorted(
         (m, k) for m in models for k in ("knn_acc", "linear_acc")
     )
+    corr = table[table["task"] == "correspondence"]
+    alphas = ("0.01", "0.05", "0.1", "0.15")
+    assert sorted(zip(corr["model"], corr["metric"], strict=True)) == sorted(
+        (m, f"{kind}@{a}")
+        for m in ("vit-tiny", "vit-tiny+correspondence")
+        for kind in ("pck", "pck_point")
+        for a in alphas
+    )
+    assert set(table["task"]) == {"ssl", "correspondence"}
     assert table["value"].between(0, 1).all()
+    for figure in ("pck_curves", "finetuned_vs_frozen", "transfers_mini-spair"):
+        assert (report / "figures" / f"{figure}.png").stat().st_size > 0
 
 
 def test_second_run_has_nothing_to_do(workspace: Path) -> None:
