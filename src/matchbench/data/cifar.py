@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from matchbench.data import INDEX_COLUMNS, register_family
-from matchbench.data.download import fetch
+from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_parquet
 
@@ -53,10 +53,6 @@ CIFAR10_RECORD_BYTES = 1 + 3 * CIFAR10_SIDE * CIFAR10_SIDE  # label byte + CHW p
 STL10_SIDE = 96
 STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
 
-DOWNLOAD_OPTIONS = {
-    "mirror": "base URL or folder holding the archive under its official name",
-    "checksums": "{file name: 'sha256:<hex>' or 'md5:<hex>'} replacing the published checksums",
-}
 PREPARE_OPTIONS = {
     "val_fraction": "fraction of the official train split moved to split 'val' (default 0)",
     "seed": "seed of the val draw (default 0)",
@@ -78,41 +74,21 @@ class _Options:
 def _parse_options(
     family: str, options: Mapping[str, Any] | None, known: dict[str, str]
 ) -> _Options:
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise MatchbenchError(
-            f"dataset {family}: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-
-    def bad(key: str, expected: str) -> MatchbenchError:
-        return MatchbenchError(
-            f"dataset {family}: option {key} = {options[key]!r}, expected {expected}"
-        )
-
-    mirror = options.get("mirror")
-    if mirror is not None and not (isinstance(mirror, str) and mirror):
-        raise bad("mirror", "a base URL or a folder")
-    checksums = options.get("checksums") or {}
-    if not isinstance(checksums, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()
-    ):
-        raise bad("checksums", "a mapping of file name to 'sha256:<hex>' or 'md5:<hex>'")
+    options, mirror, checksums = download_options(family, options, known)
     val_fraction = options.get("val_fraction", 0)
     if (
         isinstance(val_fraction, bool)
         or not isinstance(val_fraction, int | float)
         or not 0 <= val_fraction < 1
     ):
-        raise bad("val_fraction", "a number in [0, 1)")
+        raise bad_option(family, options, "val_fraction", "a number in [0, 1)")
     seed = options.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise bad("seed", "a non-negative integer")
+        raise bad_option(family, options, "seed", "a non-negative integer")
     unlabeled = options.get("unlabeled", False)
     if not isinstance(unlabeled, bool):
-        raise bad("unlabeled", "true or false")
-    return _Options(mirror, dict(checksums), float(val_fraction), seed, unlabeled)
+        raise bad_option(family, options, "unlabeled", "true or false")
+    return _Options(mirror, checksums, float(val_fraction), seed, unlabeled)
 
 
 # --------------------------------------------------------------------------- reading

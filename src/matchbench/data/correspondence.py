@@ -31,7 +31,7 @@ import pandas as pd
 
 from matchbench.correspondence.pairs import make_row, write_pairs_table
 from matchbench.data import INDEX_COLUMNS, ap10k, pfpascal, register_family, spair
-from matchbench.data.download import fetch
+from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
 from matchbench.data.imagefolder import check_image
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_parquet
@@ -63,10 +63,6 @@ PFPASCAL_SOURCES = [
     },
 ]
 
-DOWNLOAD_OPTIONS = {
-    "mirror": "a base URL or a folder holding the files under their official names",
-    "checksums": "a mapping of file name to 'sha256:<hex>' or 'md5:<hex>'",
-}
 PREPARE_OPTIONS = {
     "kps_tolerance": "pixels a keypoint may lie outside its image (a number >= 0, default 2)",
 }
@@ -84,34 +80,14 @@ class _Options:
 
 
 def _options(family: str, options: Mapping[str, Any] | None, known: Mapping[str, str]) -> _Options:
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise MatchbenchError(
-            f"dataset {family}: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-
-    def bad(key: str) -> MatchbenchError:
-        return MatchbenchError(
-            f"dataset {family}: option {key} = {options[key]!r}, expected {known[key]}"
-        )
-
-    mirror = options.get("mirror")
-    if mirror is not None and not (isinstance(mirror, str) and mirror):
-        raise bad("mirror")
-    checksums = options.get("checksums") or {}
-    if not isinstance(checksums, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()
-    ):
-        raise bad("checksums")
+    options, mirror, checksums = download_options(family, options, known)
     tol = options.get("kps_tolerance", KPS_TOLERANCE_PX)
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
-        raise bad("kps_tolerance")
+        raise bad_option(family, options, "kps_tolerance", known["kps_tolerance"])
     root = options.get("root")
     if root is not None and not (isinstance(root, str) and root):
-        raise bad("root")
-    return _Options(mirror, dict(checksums), float(tol), Path(root) if root else None)
+        raise bad_option(family, options, "root", known["root"])
+    return _Options(mirror, checksums, float(tol), Path(root) if root else None)
 
 
 # --------------------------------------------------------------------------- the tables

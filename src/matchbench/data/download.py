@@ -404,6 +404,43 @@ def _extract_zip(archive: Path, tmp: Path) -> list[str]:
     return [_inside(i.filename) for i in infos if not i.is_dir()]  # type: ignore[misc]
 
 
+# --------------------------------------------------------------------------- options
+
+DOWNLOAD_OPTIONS = {
+    "mirror": "a base URL or a folder holding the files under their official names",
+    "checksums": "a mapping of file name to 'sha256:<hex>' or 'md5:<hex>'",
+}
+
+
+def download_options(
+    family: str, options: Mapping[str, Any] | None, known: Mapping[str, str]
+) -> tuple[dict[str, Any], str | None, dict[str, str]]:
+    """Check a family's options against ``known`` (name → what is expected) and parse the two
+    every downloading family takes. Returns (the options, ``mirror``, ``checksums``)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise MatchbenchError(
+            f"dataset {family}: unknown option(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    mirror = options.get("mirror")
+    if mirror is not None and not (isinstance(mirror, str) and mirror):
+        raise bad_option(family, options, "mirror", DOWNLOAD_OPTIONS["mirror"])
+    checksums = options.get("checksums") or {}
+    if not isinstance(checksums, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()
+    ):
+        raise bad_option(family, options, "checksums", DOWNLOAD_OPTIONS["checksums"])
+    return options, mirror, dict(checksums)
+
+
+def bad_option(family: str, options: Mapping[str, Any], key: str, expected: str) -> MatchbenchError:
+    return MatchbenchError(
+        f"dataset {family}: option {key} = {options[key]!r}, expected {expected}"
+    )
+
+
 # --------------------------------------------------------------------------- fetch
 
 
