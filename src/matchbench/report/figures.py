@@ -120,33 +120,10 @@ def bar_charts(results: pd.DataFrame, out_dir: Path, colors: dict[str, str]) -> 
         name = f"bars_{stem(task, dataset)}.png"
         with figure(out_dir / name, (width, 4.0)) as (fig, axes):
             ax = axes[0, 0]
-            bar = 0.8 / len(models)
-            x = np.arange(len(metrics))
-            top = 0.0
-            for i, model in enumerate(models):
-                rows = group[group["model"] == model].set_index("metric").reindex(metrics)
-                value = rows["value"].to_numpy() * 100
-                low, high = rows["ci_low"].to_numpy() * 100, rows["ci_high"].to_numpy() * 100
-                pos = x + (i - (len(models) - 1) / 2) * bar
-                ax.bar(pos, np.nan_to_num(value), bar, color=colors[model], label=text(model))
-                has_ci = np.isfinite(value) & np.isfinite(low) & np.isfinite(high)
-                if has_ci.any():
-                    err = np.clip([value - low, high - value], 0, None)[:, has_ci]
-                    ax.errorbar(
-                        pos[has_ci],
-                        value[has_ci],
-                        yerr=err,
-                        fmt="none",
-                        ecolor="#333333",
-                        elinewidth=0.9,
-                        capsize=2.5,
-                    )
-                top = max(top, np.nanmax(np.r_[value, high, 0.0]))
-            ax.set_xticks(x, [text(m) for m in metrics])
+            top = _grouped_bars(ax, metrics, models, group, colors, "metric")
             ax.set_ylim(0, max(1.0, min(105.0, top * 1.12)))
             ax.set_ylabel("percent")
             ax.set_title(text(f"{task} · {dataset}"))
-            ax.grid(axis="x", visible=False)
             _legend(fig, n=len(models))
         plots.append(
             Plot(
