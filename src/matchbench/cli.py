@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "extract": (
         "matchbench.extract",
-        "extract L2-normalised global features into the feature store",
+        "extract L2-normalised global features into the feature store (--dense: dense maps)",
     ),
     "mine": ("matchbench.mine", "mine semantic positive pairs with faiss kNN"),
     "finetune": ("matchbench.train", "fine-tune a backbone with a recipe"),
