@@ -1,4 +1,4 @@
-"""Batched SimCLR augmentations (matchbench.train.augment) against per-image torchvision v2.
+"""Batched SimCLR augmentations (matchbench.tracks.ssl.augment) against per-image torchvision v2.
 
 Both make two views of the same uint8 batch with the same operations (random resized crop,
 flip, rotation, colour jitter with hue, grayscale), side by side in one run; the ratio is
@@ -16,7 +16,7 @@ import time
 import torch
 from torchvision.transforms import v2
 
-from matchbench.train.augment import augment
+from matchbench.tracks.ssl.augment import augment
 
 
 def main() -> None:

@@ -44,10 +44,10 @@ from typing import Any
 
 import torch
 
-import matchbench.data.correspondence  # noqa: F401  (registers the miniworld-spair family)
+import matchbench.tracks.correspondence.families  # noqa: F401  (registers the miniworld-spair family)
 from matchbench.config import resolve
-from matchbench.correspondence.evaluate import evaluate
-from matchbench.correspondence.store import extract_dense
+from matchbench.tracks.correspondence.evaluate import evaluate
+from matchbench.tracks.correspondence.store import extract_dense
 from matchbench.data import get_family
 from matchbench.images import read_index
 from matchbench.runtime import resolve_device

@@ -5,10 +5,10 @@ precision for every row:
 
 - ``bare``: the model's forward passes over images already decoded and normalised in one tensor
   on the device, model warm. Nothing else: the upper bound.
-- ``embed``: the stage's data path, ``matchbench.extract.embed`` over the stage's DataLoader of
+- ``embed``: the stage's data path, ``matchbench.stages.extract.embed`` over the stage's DataLoader of
   ``IndexedImages`` (PNG decode, resize/crop, uint8 batches, normalisation on the device, L2
   normalisation, copy back), same warm model. Its gap to ``bare`` is the data path's cost.
-- ``extract``: the whole stage, ``matchbench.extract.extract`` (new model per call, so a cold
+- ``extract``: the whole stage, ``matchbench.stages.extract.extract`` (new model per call, so a cold
   first batch; index read; shards and the feature store written); images/s over the call.
 - ``decode``: the stage's DataLoader alone, no model: what reading the PNGs costs.
 
@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from matchbench.config import resolve
 from matchbench.data import get_family
 from matchbench.data.synth import CATEGORIES
-from matchbench.extract import embed, extract
+from matchbench.stages.extract import embed, extract
 from matchbench.images import IndexedImages, normalise, read_index
 from matchbench.models import create_backbone
 from matchbench.runtime import autocast_dtype, resolve_device, set_threads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from matchbench.train.augment import augment, colour, geometry
+from matchbench.tracks.ssl.augment import augment, colour, geometry
 
 
 def batch(n: int = 8, size: int = 16) -> torch.Tensor:

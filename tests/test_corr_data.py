@@ -1,6 +1,6 @@
 """Correspondence datasets: the mini-world in the real layouts, and the families that read them.
 
-The fixtures are written by ``matchbench.data.synth.correspondence`` in each benchmark's own
+The fixtures are written by ``matchbench.tracks.correspondence.synth`` in each benchmark's own
 format (SPair-71k JSON + layout files, PF-PASCAL ``.mat`` + CSV, AP-10K as GeoAware-SC
 prepares it); SPair-71k and PF-PASCAL also go through their real download path, served by a
 real HTTP server on 127.0.0.1.
@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from matchbench.correspondence.pairs import FLAGS, PAIR_COLUMNS, read_pairs_table
+from matchbench.tracks.correspondence.pairs import FLAGS, PAIR_COLUMNS, read_pairs_table
 from matchbench.data import INDEX_COLUMNS, families, get_family
-from matchbench.data.synth.correspondence import (
+from matchbench.tracks.correspondence.synth import (
     SceneOptions,
     difficulty_flags,
     plan,
@@ -426,7 +426,7 @@ def test_pfpascal_mat_without_kps(pfpascal, tmp_path):
     shutil.copytree(pfpascal[0], root)
     first = (root / "test_pairs.csv").read_text().splitlines()[1]
     src, cls = Path(first.split(",")[0]).stem, int(first.split(",")[2])
-    from matchbench.data.pfpascal import CLASSES
+    from matchbench.data.formats.pfpascal import CLASSES
 
     mat = root / "PF-dataset-PASCAL" / "Annotations" / CLASSES[cls - 1] / f"{src}.mat"
     savemat(mat, {"bbox": np.array([[1.0, 1.0, 5.0, 5.0]])})

@@ -1,4 +1,4 @@
-"""Keypoint transfer (`matchbench.correspondence.match`) on hand-made maps with known answers,
+"""Keypoint transfer (`matchbench.tracks.correspondence.match`) on hand-made maps with known answers,
 the grid coordinate maps, and the PCK rules the correspondence evaluation relies on.
 
 Two kinds of maps: one-hot maps (cell k of a map holds the unit vector e_k, so a source cell
@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from matchbench.correspondence.dense import from_grid, to_grid
-from matchbench.correspondence.evaluate import bootstrap_ratio_ci, score_points
-from matchbench.correspondence.match import VARIANTS, sample, transfer, transfer_variants
+from matchbench.tracks.correspondence.dense import from_grid, to_grid
+from matchbench.tracks.correspondence.evaluate import bootstrap_ratio_ci, score_points
+from matchbench.tracks.correspondence.match import VARIANTS, sample, transfer, transfer_variants
 from matchbench.errors import MatchbenchError
 from matchbench.metrics import bootstrap_ci, pck
 

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from matchbench.cli import main
 from matchbench.config import load_config
-from matchbench.correspondence.dense import load_square, to_grid
-from matchbench.correspondence.loss import (
+from matchbench.tracks.correspondence.dense import load_square, to_grid
+from matchbench.tracks.correspondence.loss import (
     choose_keypoints,
     correspondence_loss,
     gaussian_cross_entropy,
@@ -28,11 +28,11 @@ from matchbench.correspondence.loss import (
     sample_points,
 )
 from matchbench.errors import MatchbenchError
-from matchbench.extract import default_weights
+from matchbench.layout import Layout
 from matchbench.models import create_backbone
 from matchbench.models.backbones import save_state
-from matchbench.train import RECIPES
-from matchbench.train.correspondence import hflip, train, trainable_modules
+from matchbench.tracks import get_recipe
+from matchbench.tracks.correspondence.recipe import hflip, train, trainable_modules
 
 # --------------------------------------------------------------------------- the loss
 
@@ -254,7 +254,9 @@ def _cfg(root: Path, **train: object) -> dict:
 
 
 def test_the_recipe_is_registered() -> None:
-    assert RECIPES["correspondence"] == ("matchbench.train.correspondence", False)
+    recipe = get_recipe("correspondence")
+    assert recipe.train == "matchbench.tracks.correspondence.recipe:train"
+    assert not recipe.takes_pairs
 
 
 def test_only_the_last_blocks_and_the_final_norm_change(workdir: Path, tmp_path: Path) -> None:
@@ -274,7 +276,7 @@ def test_only_the_last_blocks_and_the_final_norm_change(workdir: Path, tmp_path:
     # The saved model is the model <backbone>+correspondence: extract's convention finds it
     # and it loads like any backbone.
     cfg["paths"]["results"] = str(tmp_path.parent)
-    weights = default_weights(cfg, "vit-t+correspondence", "mw")
+    weights = Path(Layout.of(cfg).model_weights(cfg, "vit-t+correspondence", "mw"))
     assert (
         weights
         == tmp_path.parent / "models" / "correspondence" / "mw" / "vit-t" / "model.safetensors"

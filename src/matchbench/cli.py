@@ -16,11 +16,11 @@ from matchbench.errors import MatchbenchError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": (
-        "matchbench.data.stages",
+        "matchbench.stages.data",
         "fetch a dataset (or generate the mini-world) into data/raw/",
     ),
     "prepare": (
-        "matchbench.data.stages",
+        "matchbench.stages.data",
         "turn a dataset's native layout into data/<dataset>/images.parquet",
     ),
     "weights": (
@@ -28,14 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fetch pretrained backbone weights into data/weights/",
     ),
     "extract": (
-        "matchbench.extract",
+        "matchbench.stages.extract",
         "extract L2-normalised global features into the feature store (--dense: dense maps)",
     ),
-    "mine": ("matchbench.mine", "mine semantic positive pairs with faiss kNN"),
-    "finetune": ("matchbench.train", "fine-tune a backbone with a recipe"),
-    "evaluate": ("matchbench.evaluate", "evaluate features and write a metrics JSON"),
-    "report": ("matchbench.report", "gather metrics into tables, figures and an HTML report"),
-    "score": ("matchbench.score", "score predictions in an official benchmark format"),
+    "mine": ("matchbench.stages.mine", "mine semantic positive pairs with faiss kNN"),
+    "finetune": ("matchbench.stages.finetune", "fine-tune a backbone with a recipe"),
+    "evaluate": ("matchbench.stages.evaluate", "evaluate features and write a metrics JSON"),
+    "report": ("matchbench.stages.report", "gather metrics into tables, figures and an HTML report"),
+    "score": ("matchbench.stages.score", "score predictions in an official benchmark format"),
     "dvc-export": ("matchbench.dvc_export", "write dvc.yaml from the Snakemake DAG"),
 }
 

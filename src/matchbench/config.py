@@ -18,14 +18,22 @@ import jsonschema
 import yaml
 
 from matchbench.errors import MatchbenchError, did_you_mean
+from matchbench.layout import split_model
+
+__all__ = ["Config", "load_config", "resolve", "schema", "split_model", "validate"]
 
 Config = dict[str, Any]
 
 
 @cache
 def schema() -> dict[str, Any]:
+    """The config schema: the shared keys, with each registered track's block merged in."""
+    from matchbench.tracks import tracks
+
     text = resources.files("matchbench").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    full = yaml.safe_load(text)
+    full["properties"]["tracks"]["properties"] = {t.name: t.schema for t in tracks()}
+    return full
 
 
 def _path(error: jsonschema.ValidationError) -> str:
@@ -76,30 +84,25 @@ def _fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
 
 
 def _check_references(cfg: Config, source: str) -> None:
-    for track, spec in cfg.get("tracks", {}).items():
-        named = [("dataset", spec["dataset"])] if "dataset" in spec else []
-        named += [("datasets", d) for d in spec.get("datasets", [])]
-        for key, name in named:
-            if name not in cfg["datasets"]:
-                raise MatchbenchError(
-                    f"{source}: tracks.{track}.{key}: {name!r} is not in datasets "
-                    f"({', '.join(cfg['datasets'])}){did_you_mean(name, cfg['datasets'])}"
-                )
-        sampler = spec.get("sampler")
-        if sampler is not None and sampler not in ("ssl", "backbone", *cfg["backbones"]):
+    """Names a config uses must exist in it: each track checks its own block."""
+    from matchbench.tracks import get_track
+
+    for name in cfg["tracks"]:
+        track = get_track(name)
+        if track.check is not None:
+            track.fn("check")(cfg, cfg["tracks"][track.name], source)
+
+
+def check_names(
+    source: str, key: str, names: list[str], known: dict[str, Any] | list[str], what: str
+) -> None:
+    """Every name in ``names`` (the value of config key ``key``) must be one of ``known``."""
+    for name in names:
+        if name not in known:
             raise MatchbenchError(
-                f"{source}: tracks.{track}.sampler: {sampler!r} is not 'ssl', 'backbone' or a backbone "
-                f"of the config ({', '.join(cfg['backbones'])})"
+                f"{source}: {key}: {name!r} is not in {what} ({', '.join(known)})"
+                f"{did_you_mean(name, known)}"
             )
-        overrides = spec.get("features", {}).get("resolutions", {})
-        named_backbones = [(k, b) for k in ("backbones", "finetune") for b in spec.get(k, [])]
-        named_backbones += [("features.resolutions", b) for b in overrides]
-        for key, b in named_backbones:
-            if b not in cfg["backbones"]:
-                raise MatchbenchError(
-                    f"{source}: tracks.{track}.{key}: {b!r} is not in backbones "
-                    f"({', '.join(cfg['backbones'])}){did_you_mean(b, cfg['backbones'])}"
-                )
 
 
 def resolve(raw: Config, source: str = "config") -> Config:
@@ -126,12 +129,6 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise MatchbenchError(f"{p}: not valid YAML{at}: {problem}") from None
     return resolve(raw, str(p))
-
-
-def split_model(name: str) -> tuple[str, str | None]:
-    """``"resnet-mini+ssl-spp"`` → ``("resnet-mini", "ssl-spp")``; a bare backbone → recipe None."""
-    backbone, _, recipe = name.partition("+")
-    return backbone, (recipe or None)
 
 
 def backbone_spec(cfg: Config, name: str) -> dict[str, Any]:

@@ -550,3 +550,20 @@ def bootstrap_ci(
         means[blk] = v[idx].mean(axis=1)
     lo, hi = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)])
     return float(lo), float(hi)
+
+
+def summarise(per_query: ArrayLike, n_boot: int, seed: int) -> dict[str, float | int]:
+    """The mean of per-query values with its 95% percentile-bootstrap interval.
+
+    The one summary of every metrics document (``value``, ``ci_low``, ``ci_high``, ``n``),
+    written by the pipeline's evaluation and by ``matchbench score`` alike.
+    """
+    v = np.asarray(per_query, dtype=np.float64).ravel()
+    low, high = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+    return {"value": float(v.mean()), "ci_low": low, "ci_high": high, "n": int(v.size)}
+
+
+def per_category(per_query: ArrayLike, categories: ArrayLike) -> dict[str, float]:
+    """Mean of per-query values within each category (sorted by name)."""
+    v, c = np.asarray(per_query, dtype=np.float64).ravel(), np.asarray(categories).ravel()
+    return {str(k): float(v[c == k].mean()) for k in sorted(set(c.tolist()))}

@@ -1,14 +1,24 @@
-"""Where seeds, threads and the device are set: one place for the whole project."""
+"""Where seeds, threads and the device are set, and where images become features: one place.
+
+Every stage that runs a network opens with :func:`start` (threads, seed, device, autocast
+dtype) and embeds through :func:`embed` or :func:`forward` (uint8 batch → normalised, on the
+device, under the autocast of ``extract.precision``).
+"""
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from matchbench.errors import MatchbenchError
+from matchbench.images import normalise
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -44,3 +54,58 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a stage's network runs on: the device, the autocast dtype (None = fp32) and the
+    seeded generator every random draw of the stage comes from."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    generator: torch.Generator
+
+    @contextmanager
+    def autocast(self) -> Iterator[None]:
+        with torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        ):
+            yield
+
+
+def start(cfg: dict[str, Any]) -> Runtime:
+    """The preamble of every stage that runs a network: threads, seed, device, precision."""
+    set_threads(cfg["threads"])
+    generator = seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    return Runtime(device, autocast_dtype(cfg["extract"]["precision"], device), generator)
+
+
+def prepare_batch(batch: torch.Tensor, backbone: Any, device: torch.device) -> torch.Tensor:
+    """A uint8 batch (B, 3, H, W) → float, normalised as ``backbone``'s weights expect, on ``device``."""
+    x = batch.to(device, non_blocking=True).float().div_(255)
+    x = normalise(x, backbone.mean, backbone.std)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.inference_mode()
+def embed(
+    backbone: Any,
+    loader: Iterable[torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> np.ndarray:
+    """L2-normalised features of every uint8 batch (B, 3, H, W) of ``loader``, float32 (N, D).
+
+    The one embedding path: extraction feeds it a DataLoader, training's learning-curve
+    monitor slices of an in-memory tensor.
+    """
+    out = []
+    for batch in loader:
+        x = prepare_batch(batch, backbone, device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            f = backbone(x)
+        out.append(torch.nn.functional.normalize(f.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)

@@ -1,69 +1,44 @@
 rule download:
     output:
-        f"{DATA}/raw/{{dataset}}/MANIFEST.json",
+        L.manifest("{dataset}"),
     params:
-        config=CONFIG_FILE,
-        spec=lambda w: as_json(CFG["datasets"][w.dataset]),
+        reads=reads("download", dataset="{dataset}"),
     localrule: True
     log:
-        f"logs/download/{{dataset}}.log",
+        L.log("download", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench download --config {params.config:q} --dataset {wildcards.dataset:q} 2> {log:q}"
+        "matchbench download --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} 2> {log:q}"
 
 
 rule prepare:
     input:
         rules.download.output,
     output:
-        f"{DATA}/{{dataset}}/images.parquet",
+        L.index("{dataset}"),
     wildcard_constraints:
-        dataset=one_of(IMAGE_DATASETS),
+        dataset=one_of(PLAIN_DATASETS),
     params:
-        config=CONFIG_FILE,
-        spec=lambda w: as_json(CFG["datasets"][w.dataset]),
+        reads=reads("prepare", dataset="{dataset}"),
     log:
-        f"logs/prepare/{{dataset}}.log",
+        L.log("prepare", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench prepare --config {params.config:q} --dataset {wildcards.dataset:q} 2> {log:q}"
-
-
-rule prepare_pairs:
-    # Correspondence datasets: the image index, the pair table and the count of pairs skipped
-    # where the official loaders skip them (docs/contracts.md).
-    input:
-        rules.download.output,
-    output:
-        index=f"{DATA}/{{dataset}}/images.parquet",
-        pairs=f"{DATA}/{{dataset}}/pairs.parquet",
-        skipped=f"{DATA}/{{dataset}}/skipped.json",
-    wildcard_constraints:
-        dataset=one_of(PAIR_DATASETS),
-    params:
-        config=CONFIG_FILE,
-        spec=lambda w: as_json(CFG["datasets"][w.dataset]),
-    log:
-        f"logs/prepare/{{dataset}}.log",
-    conda:
-        "../../envs/matchbench.yaml"
-    shell:
-        "matchbench prepare --config {params.config:q} --dataset {wildcards.dataset:q} 2> {log:q}"
+        "matchbench prepare --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} 2> {log:q}"
 
 
 rule weights:
     # Runs on the submitting host (localrule): compute jobs never need the network.
     output:
-        f"{DATA}/weights/{{backbone}}.safetensors",
+        L.weights("{backbone}"),
     params:
-        config=CONFIG_FILE,
-        spec=lambda w: as_json(CFG["backbones"][w.backbone]),
+        reads=reads("weights", backbone="{backbone}"),
     localrule: True
     log:
-        f"logs/weights/{{backbone}}.log",
+        L.log("weights", "{backbone}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench weights --config {params.config:q} --backbone {wildcards.backbone:q} 2> {log:q}"
+        "matchbench weights --config {CONFIG_FILE:q} --backbone {wildcards.backbone:q} 2> {log:q}"

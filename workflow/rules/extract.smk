@@ -1,21 +1,20 @@
 rule extract:
     input:
-        index=f"{DATA}/{{dataset}}/images.parquet",
+        index=L.index("{dataset}"),
         weights=weights_input,
     output:
-        features=f"{RESULTS}/features/{{dataset}}/{{model}}/features.npy",
-        ids=f"{RESULTS}/features/{{dataset}}/{{model}}/ids.txt",
-        meta=f"{RESULTS}/features/{{dataset}}/{{model}}/meta.json",
+        features=L.features("{dataset}", "{model}", "features.npy"),
+        ids=L.features("{dataset}", "{model}", "ids.txt"),
+        meta=L.features("{dataset}", "{model}", "meta.json"),
     params:
-        config=CONFIG_FILE,
-        spec=lambda w: as_json([CFG["backbones"][split_model(w.model)[0]], CFG["extract"], CFG["device"]]),
+        reads=reads("extract", dataset="{dataset}", model="{model}"),
     threads: THREADS
     resources:
         gpu=GPU,
     log:
-        f"logs/extract/{{dataset}}/{{model}}.log",
+        L.log("extract", "{dataset}", "{model}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench extract --config {params.config:q} --dataset {wildcards.dataset:q} "
+        "matchbench extract --config {CONFIG_FILE:q} --dataset {wildcards.dataset:q} "
         "--model {wildcards.model:q} 2> {log:q}"

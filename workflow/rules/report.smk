@@ -1,19 +1,38 @@
+# The report reads the metrics documents of every track the config runs; each document names
+# its side files (predictions, training logs, mined pairs), which the tracks' targets list so
+# that the DAG builds them first.
+from matchbench.tracks import enabled
+
+
+def report_inputs(wildcards):
+    files = [f for t in enabled(CFG) if t.targets for f in t.fn("targets")(CFG, L)]
+    if CFG["report"]["published"]:
+        files.append(CFG["report"]["published"])
+    return files
+
+
+def metrics_documents(wildcards, input):
+    return [f for f in input if L.is_metrics(f)]
+
+
 rule report:
     input:
-        unpack(report_inputs),
+        report_inputs,
     output:
-        html=f"{REPORTS}/{{run}}/index.html",
-        table=f"{REPORTS}/{{run}}/results.csv",
+        html=L.report("{run}", "index.html"),
+        table=L.report("{run}", "results.csv"),
     params:
-        out=lambda w, output: str(Path(output.html).parent),
-        args=report_args,
+        out=lambda w, output: os.path.dirname(output.html),
+        metrics=metrics_documents,
+        reads=reads("report"),
     log:
-        f"logs/report/{{run}}.log",
+        L.log("report", "{run}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
-        "matchbench report --out {params.out:q} --title {wildcards.run:q} {params.args:q} 2> {log:q}"
+        "matchbench report --config {CONFIG_FILE:q} --out {params.out:q} --title {wildcards.run:q} "
+        "--metrics {params.metrics:q} 2> {log:q}"
 
 
 onsuccess:
-    print(f"\nmatchbench: report ready: {REPORTS}/{RUN}/index.html\n")
+    print(f"\nmatchbench: report ready: {L.report(RUN, 'index.html')}\n")

@@ -89,10 +89,6 @@ def _open_clip(spec: dict[str, Any]) -> tuple[nn.Module, int, tuple[Norm, Norm]]
     return visual, dim, norm  # type: ignore[return-value]
 
 
-def weights_path(data_dir: str | Path, backbone: str) -> Path:
-    return Path(data_dir) / "weights" / f"{backbone}.safetensors"
-
-
 def load_state(module: nn.Module, path: str | Path, *, prefix: str = "") -> None:
     """Load safetensors weights into ``module``; keys the backbone lacks (a classifier head) are dropped.
 
@@ -185,3 +181,20 @@ def create_backbone(spec: dict[str, Any], weights: str | Path | None = None) -> 
         mean=tuple(spec.get("mean") or norm[0]),  # type: ignore[arg-type]
         std=tuple(spec.get("std") or norm[1]),  # type: ignore[arg-type]
     )
+
+
+def load_model(
+    cfg: dict[str, Any], model: str, dataset: str, weights: str | Path | None = None
+) -> Backbone:
+    """The one door from a config's model name to a network with its weights.
+
+    ``model`` is ``<backbone>`` or ``<backbone>+<recipe>`` (the recipe's checkpoint trained on
+    ``dataset``); ``weights`` overrides the layout's file (docs/contracts.md).
+    """
+    from matchbench.config import backbone_spec
+    from matchbench.layout import Layout, split_model
+
+    spec = backbone_spec(cfg, split_model(model)[0])
+    if weights is None:
+        weights = Layout.of(cfg).model_weights(cfg, model, dataset)
+    return create_backbone(spec, weights)

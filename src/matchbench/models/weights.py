@@ -17,6 +17,7 @@ from typing import Any
 
 from matchbench.config import add_config_argument, backbone_spec, load_config
 from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout
 
 # Hugging Face's own names for a repository's weights file and its safetensors twin
 # (as timm's and open_clip's hub loaders pair them).
@@ -109,7 +110,7 @@ def fetch_weights(cfg: dict[str, Any], backbone: str, out: Path | None = None) -
     checksum matched and the weights load into the architecture.
     """
     from matchbench.data.download import download_url, file_digest, parse_checksum
-    from matchbench.models.backbones import create_backbone, weights_path
+    from matchbench.models.backbones import create_backbone
 
     spec = backbone_spec(cfg, backbone)
     if spec["pretrained"] is not True:
@@ -118,7 +119,7 @@ def fetch_weights(cfg: dict[str, Any], backbone: str, out: Path | None = None) -
         )
     url = weights_url(spec)
     checksum = spec.get("weights_checksum")
-    dest = Path(out or weights_path(cfg["paths"]["data"], backbone))
+    dest = Path(out or Layout.of(cfg).weights(backbone))
     if dest.suffix != ".safetensors":
         raise MatchbenchError(f"{dest}: the weights file must end in .safetensors")
     if checksum and dest.is_file():

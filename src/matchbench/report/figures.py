@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from matchbench.correspondence.pairs import FLAGS
+from matchbench.tracks.correspondence.pairs import FLAGS
 from matchbench.io import atomic_path
 from matchbench.report.gather import (
     CORRESPONDENCE,

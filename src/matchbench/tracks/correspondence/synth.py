@@ -584,7 +584,7 @@ def write_pfpascal(
     """
     from scipy.io import savemat
 
-    from matchbench.data.pfpascal import CLASSES
+    from matchbench.data.formats.pfpascal import CLASSES
 
     opts, scenes, pairs, images = _plan_and_render(seed, progress, options, "mini-world PF-PASCAL")
     if len(opts.categories) > len(CLASSES):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from matchbench import metrics
-from matchbench.data import ap10k, circo, cirr, fashioniq, ilias, pfpascal, spair, sugarcrepe
+from matchbench.data.formats import ap10k, circo, cirr, fashioniq, ilias, pfpascal, spair, sugarcrepe
 from matchbench.errors import MatchbenchError
 from matchbench.io import write_json
 

@@ -2,7 +2,7 @@
 
 As the unified benchmark's ``test.py`` and ``utils/evaluator.py`` (``Visual-AI/Semantic-
 Correspondence``): every image resized to a square, one dense map per image, each pair's source
-keypoints transferred with every matching variant (``matchbench.correspondence.match``), and a
+keypoints transferred with every matching variant (``matchbench.tracks.correspondence.match``), and a
 keypoint correct when ``||pred - gt|| <= alpha * T`` (``matchbench.metrics.pck_per_pair``).
 Predictions are mapped back to the target's original frame first (``dense.from_grid``): PCK is
 computed there, with the pair table's ``threshold`` as T.
@@ -19,6 +19,7 @@ the two coincide when every pair has the same number of keypoints.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -32,10 +33,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
-from matchbench.correspondence.dense import from_grid, load_square, to_grid
-from matchbench.correspondence.match import VARIANTS, transfer_variants
-from matchbench.correspondence.pairs import FLAGS, keypoints, read_pairs_table
-from matchbench.correspondence.store import (
+from matchbench.tracks.correspondence.dense import from_grid, load_square, to_grid
+from matchbench.tracks.correspondence.match import VARIANTS, transfer_variants
+from matchbench.tracks.correspondence.pairs import FLAGS, keypoints, read_pairs_table
+from matchbench.tracks.correspondence.store import (
     compute_maps,
     model_resolution,
     open_backbone,
@@ -44,9 +45,10 @@ from matchbench.correspondence.store import (
 )
 from matchbench.errors import MatchbenchError
 from matchbench.images import read_index
-from matchbench.io import read_json_object
+from matchbench.io import read_json_object, write_parquet
+from matchbench.layout import Layout
 from matchbench.metrics import bootstrap_ci, pck_per_pair
-from matchbench.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
+from matchbench.runtime import autocast_dtype, start
 
 CURVE_ALPHAS = tuple(round(0.01 * i, 2) for i in range(1, 21))
 PREDICTION_COLUMNS = [
@@ -158,7 +160,7 @@ def _live_maps(
     chunk's new images in one forward, maps kept only until the next chunk (nothing stored).
     The backbone is built here, before the first pair is asked for."""
     fcfg, ecfg = track_config(cfg)["features"], cfg["extract"]
-    dtype = autocast_dtype(ecfg["precision"], device)
+    dtype = autocast_dtype(ecfg["precision"], device)  # the cache's, so both give the same maps
     backbone, _ = open_backbone(cfg, model, dataset, device)
     size = max(1, fcfg["batch_size"] // 2)
     chunks = [range(s, min(s + size, len(pairs))) for s in range(0, len(pairs), size)]
@@ -167,7 +169,7 @@ def _live_maps(
     plan = [[x for x in need if k == 0 or x not in needed[k - 1]] for k, need in enumerate(needed)]
     loader = DataLoader(
         _ChunkImages(
-            Path(cfg["paths"]["data"]) / dataset, paths, plan, model_resolution(cfg, model)
+            Path(Layout.of(cfg).dataset(dataset)), paths, plan, model_resolution(cfg, model)
         ),
         batch_size=None,
         num_workers=ecfg["workers"],
@@ -275,11 +277,9 @@ def evaluate(
             "tracks.correspondence.features.cache is true: give --features, the dense-map cache "
             f"folder (results/dense/{dataset}/{model})"
         )
-    set_threads(cfg["threads"])
-    seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
+    device = start(cfg).device
 
-    data_dir = Path(cfg["paths"]["data"]) / dataset
+    data_dir = Path(Layout.of(cfg).dataset(dataset))
     pairs_path = data_dir / "pairs.parquet"
     pairs = read_pairs_table(pairs_path, ecfg["split"])
     index = read_index(data_dir / "images.parquet").set_index("id")
@@ -431,3 +431,25 @@ def summarise(
         },
     }
     return doc, correct
+
+
+def task(cfg: dict[str, Any], args: Any) -> dict[str, Any]:
+    """``matchbench evaluate --task correspondence``: the metrics document, and the predictions
+    table written beside it (``<model>.predictions.parquet``, named in ``artifacts``)."""
+    cache = track_config(cfg)["features"]["cache"]
+    features = args.features
+    if cache and features is None:
+        features = Path(Layout.of(cfg).dense(args.dataset, args.model))
+    if features is not None and not cache:
+        raise MatchbenchError(
+            "--features was given but tracks.correspondence.features.cache is false (maps are "
+            "computed on the fly); drop --features or set the cache to true"
+        )
+    doc, predictions, pairs_per_s = evaluate(cfg, args.dataset, args.model, features)
+    out = Path(args.out)
+    side = out.with_name(out.name.removesuffix(".json") + ".predictions.parquet")
+    write_parquet(side, predictions)
+    doc["artifacts"] = {"predictions": str(side)}
+    # Speed goes to the log, not into the metrics file: reruns must write the same bytes.
+    print(f"evaluate: {pairs_per_s:.1f} pairs/s", file=sys.stderr)
+    return doc

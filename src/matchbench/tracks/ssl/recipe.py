@@ -27,14 +27,14 @@ from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
-from matchbench.extract import default_weights, embed
 from matchbench.images import load_all, normalise, read_index
 from matchbench.io import sha256_file, write_json, write_text
+from matchbench.layout import Layout
 from matchbench.metrics import accuracy, knn_classify
-from matchbench.models import create_backbone
-from matchbench.models.backbones import save_state
-from matchbench.runtime import resolve_device, seed_everything, set_threads
-from matchbench.train.augment import augment
+from matchbench.models.backbones import load_model, save_state
+from matchbench.runtime import embed, start
+from matchbench.tracks.ssl import LOG_COLUMNS
+from matchbench.tracks.ssl.augment import augment
 
 
 class ProjectionHead(nn.Module):
@@ -101,13 +101,13 @@ def train(
 ) -> str:
     track = cfg["tracks"]["ssl"]
     tcfg, ecfg = track["train"], track["evaluate"]
-    set_threads(cfg["threads"])
-    gen = seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
+    rt = start(cfg)
+    gen, device = rt.generator, rt.device
     spec = backbone_spec(cfg, backbone_name)
 
-    data_dir = Path(cfg["paths"]["data"]) / dataset
-    index = read_index(data_dir / "images.parquet")
+    layout = Layout.of(cfg)
+    data_dir = Path(layout.dataset(dataset))
+    index = read_index(Path(layout.index(dataset)))
     train_df = index[index["split"] == tcfg["split"]].reset_index(drop=True)
     if len(train_df) < tcfg["batch_size"]:
         raise MatchbenchError(
@@ -125,7 +125,7 @@ def train(
         else None
     )
 
-    backbone = create_backbone(spec, default_weights(cfg, backbone_name, dataset))
+    backbone = load_model(cfg, backbone_name, dataset)
     backbone.module.to(device).train()
     head = ProjectionHead(backbone.dim, tcfg["proj_dim"]).to(device)
     params = list(backbone.module.parameters()) + list(head.parameters())
@@ -219,8 +219,8 @@ def train(
             "step": step,
             "loss": round(float(np.mean(losses)), 6),
             "lr": round(lr, 8),
-            "seconds": round(time.perf_counter() - t0, 3),
         }
+        seconds = time.perf_counter() - t0
         if monitor is not None and (epoch % tcfg["eval_every"] == 0 or epoch == tcfg["epochs"]):
             train_f = _embed(backbone, images, device)
             test_f = _embed(backbone, monitor[0], device)
@@ -229,7 +229,7 @@ def train(
             )
             row["knn_acc"] = round(accuracy(pred, monitor[1]), 6)
         log_rows.append(row)
-        bar.set_postfix(loss=row["loss"], knn=row.get("knn_acc", "-"))
+        bar.set_postfix(loss=row["loss"], knn=row.get("knn_acc", "-"), s=round(seconds, 1))
     bar.close()
 
     backbone.module.eval()
@@ -238,9 +238,8 @@ def train(
         out / "model.safetensors",
         metadata={"backbone": backbone_name, "arch": spec["arch"]},
     )
-    columns = ["epoch", "step", "loss", "lr", "seconds", "knn_acc"]
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(log_rows)
     write_text(out / "train_log.csv", buf.getvalue())

@@ -3,7 +3,7 @@
 Fine-tune the last ``unfreeze`` blocks of a backbone (with its final norm: timm ViT ``blocks``,
 open_clip ``resblocks``, or the ``stages`` of a timm ConvNet) on the keypoint pairs of a
 dataset's train split with the Gaussian-smoothed cross-entropy of
-:mod:`matchbench.correspondence.loss` (``Visual-AI/Semantic-Correspondence``, ``train.py`` and
+:mod:`matchbench.tracks.correspondence.loss` (``Visual-AI/Semantic-Correspondence``, ``train.py`` and
 ``src/loss.py``). As there, images are resized to a square ``resolution``² without a crop,
 AdamW updates the unfrozen blocks only, and the learning rate is constant within an epoch and
 halved after the first and the second (``MultiStepLR(milestones=[1, 2], gamma=0.5)``). Unlike
@@ -32,18 +32,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec
-from matchbench.correspondence.dense import dense_features, load_square, set_resolution, to_grid
-from matchbench.correspondence.loss import choose_keypoints, correspondence_loss
-from matchbench.correspondence.pairs import keypoints, read_pairs_table
+from matchbench.tracks.correspondence.dense import dense_features, load_square, set_resolution, to_grid
+from matchbench.tracks.correspondence.loss import choose_keypoints, correspondence_loss
+from matchbench.tracks.correspondence.pairs import keypoints, read_pairs_table
 from matchbench.errors import MatchbenchError
-from matchbench.extract import default_weights
-from matchbench.images import normalise, read_index
+from matchbench.images import read_index
 from matchbench.io import sha256_file, write_json, write_text
+from matchbench.layout import Layout
 from matchbench.models import create_backbone
-from matchbench.models.backbones import save_state
-from matchbench.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
+from matchbench.models.backbones import load_model, save_state
+from matchbench.runtime import prepare_batch, start
+from matchbench.tracks.correspondence import LOG_COLUMNS
 
-LOG_COLUMNS = ["epoch", "step", "loss", "lr", "seconds", "train_pck", "keypoints"]
 MONITOR_ALPHA = 0.1  # train_pck: PCK@0.1 of the argmax over each step's batch, before its update
 
 
@@ -238,13 +238,11 @@ def train(
         )
     tcfg, fcfg = track["train"], track["features"]
     resolution = tcfg["resolution"] or fcfg["resolution"]
-    set_threads(cfg["threads"])
-    gen = seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    dtype = autocast_dtype(cfg["extract"]["precision"], device)
+    rt = start(cfg)
+    gen, device, dtype = rt.generator, rt.device, rt.dtype
     spec = backbone_spec(cfg, backbone_name)
 
-    data_dir = Path(cfg["paths"]["data"]) / dataset
+    data_dir = Path(Layout.of(cfg).dataset(dataset))
     table, index = _read_pairs(data_dir, dataset, tcfg["split"])
     path_of = dict(zip(index["id"], index["path"], strict=True))
     kps = [keypoints(row) for _, row in table.iterrows()]
@@ -253,8 +251,8 @@ def train(
         data_dir, table["src"].map(path_of).tolist(), table["trg"].map(path_of).tolist(), resolution
     )
 
-    backbone = create_backbone(spec, default_weights(cfg, backbone_name, dataset))
-    start = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()}
+    backbone = load_model(cfg, backbone_name, dataset)
+    initial = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()}
     set_resolution(backbone, resolution)
     trainable = trainable_modules(backbone.module, tcfg["unfreeze"], fcfg["layer"], backbone_name)
     params = freeze_all_but(backbone.module, trainable)
@@ -294,11 +292,8 @@ def train(
                 for b in torch.nonzero(torch.rand(len(rows), generator=gen) < 0.5).flatten():
                     src_img[b], src_xy[b] = hflip(src_img[b], src_xy[b], float(sizes[b, 0]))
                     trg_img[b], trg_xy[b] = hflip(trg_img[b], trg_xy[b], float(sizes[b, 2]))
-            x = torch.cat([src_img, trg_img]).to(device, non_blocking=True).float().div_(255)
-            x = normalise(x, backbone.mean, backbone.std)
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
+            x = prepare_batch(torch.cat([src_img, trg_img]), backbone, device)
+            with rt.autocast():
                 maps = dense_features(backbone, x, layer=fcfg["layer"])
             h, w = maps.shape[-2:]
             src_uv = _to_grid(src_xy, sizes[:, :2], (w, h))
@@ -327,16 +322,19 @@ def train(
                 "step": step,
                 "loss": round(float(np.mean(losses)), 6),
                 "lr": round(lr, 10),
-                "seconds": round(time.perf_counter() - t0, 3),
                 "train_pck": round(hits / counted, 6) if counted else "",
                 "keypoints": counted,
             }
         )
-        bar.set_postfix(loss=log_rows[-1]["loss"], train_pck=log_rows[-1]["train_pck"])
+        bar.set_postfix(
+            loss=log_rows[-1]["loss"],
+            train_pck=log_rows[-1]["train_pck"],
+            s=round(time.perf_counter() - t0, 1),
+        )
     bar.close()
 
     backbone.module.cpu()
-    model = _native_state(spec, backbone.module, trainable, start)
+    model = _native_state(spec, backbone.module, trainable, initial)
     save_state(
         model, out / "model.safetensors", metadata={"backbone": backbone_name, "arch": spec["arch"]}
     )

@@ -6,7 +6,7 @@ Each family's ``prepare`` reads the pairs the way the official loader does (the 
 
 - ``images.parquet``: one row per image some pair uses; id ``<category>/<image stem>``, path
   relative to the output folder, split the first of test, val, train whose pairs use it;
-- ``pairs.parquet``: the pair table of ``matchbench.correspondence.pairs`` (docs/contracts.md);
+- ``pairs.parquet``: the pair table of ``matchbench.tracks.correspondence.pairs`` (docs/contracts.md);
 - ``skipped.json``: ``{reason: count}`` of the pairs left out where the official code leaves
   them out (AP-10K: fewer than 3 keypoints visible in both), or where a pair cannot be
   scored at all (no keypoint visible in both; PF-PASCAL's flipped training duplicates).
@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matchbench.correspondence.pairs import make_row, write_pairs_table
-from matchbench.data import INDEX_COLUMNS, ap10k, pfpascal, register_family, spair
+from matchbench.tracks.correspondence.pairs import make_row, write_pairs_table
+from matchbench.data import INDEX_COLUMNS, register_family
+from matchbench.data.formats import ap10k, pfpascal, spair
 from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
 from matchbench.data.imagefolder import check_image
 from matchbench.errors import MatchbenchError
@@ -303,7 +304,7 @@ class Spair71k:
     """SPair-71k (Min et al. 2019) from its official tarball."""
 
     name = "spair71k"
-    pairs = True
+    tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
     OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
@@ -320,11 +321,11 @@ class MiniWorldSpair:
     """The mini-world's correspondence pairs, generated in SPair-71k's layout (no network)."""
 
     name = "miniworld-spair"
-    pairs = True
+    tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
     GENERATOR_VERSION = 1
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        from matchbench.data.synth.correspondence import scene_options, write_spair
+        from matchbench.tracks.correspondence.synth import scene_options, write_spair
 
         opts = dict(options)
         seed = opts.pop("seed", 0)
@@ -424,7 +425,7 @@ class PfPascal:
     """PF-PASCAL (Ham et al. 2017) images + the unified benchmark's pair lists."""
 
     name = "pfpascal"
-    pairs = True
+    tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
     OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
@@ -484,7 +485,7 @@ class Ap10k:
     """AP-10K as GeoAware-SC's ``data/prepare_ap10k.sh`` leaves it (brought by the user)."""
 
     name = "ap10k"
-    pairs = True
+    tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
     OPTIONS = {
         "root": "the ap-10k folder prepared by GeoAware-SC's data/prepare_ap10k.sh",
         **PREPARE_OPTIONS,

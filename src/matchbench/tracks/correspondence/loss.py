@@ -19,7 +19,7 @@ target cut to the window, which holds 96.5% of its mass. Near the border the tar
 whole mass on the cells that exist instead of losing taps.
 
 Coordinates are feature-grid coordinates with cell centres at integers
-(:func:`matchbench.correspondence.dense.to_grid`); a keypoint outside the grid,
+(:func:`matchbench.tracks.correspondence.dense.to_grid`); a keypoint outside the grid,
 ``[-0.5, w - 0.5] x [-0.5, h - 0.5]``, in either image does not count.
 """
 

@@ -23,55 +23,12 @@ from tqdm import tqdm
 
 from matchbench.config import add_config_argument, backbone_spec, load_config, split_model
 from matchbench.errors import MatchbenchError
-from matchbench.images import IndexedImages, normalise, read_index
-from matchbench.io import dumps_json, read_json, read_npy, write_json, write_npy, write_text
-from matchbench.models import Backbone, create_backbone
-from matchbench.models.backbones import weights_path
-from matchbench.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
-
-
-def default_weights(cfg: dict[str, Any], model: str, dataset: str) -> Path | None:
-    """Where the weights of ``model`` live by convention (see docs/contracts.md)."""
-    backbone, recipe = split_model(model)
-    spec = backbone_spec(cfg, backbone)
-    if recipe is not None:
-        return (
-            Path(cfg["paths"]["results"])
-            / "models"
-            / recipe
-            / dataset
-            / backbone
-            / "model.safetensors"
-        )
-    if spec["pretrained"] is True:
-        return weights_path(cfg["paths"]["data"], backbone)
-    if isinstance(spec["pretrained"], str):
-        return Path(spec["pretrained"])
-    return None
-
-
-@torch.inference_mode()
-def embed(
-    backbone: Backbone,
-    loader: Iterable[torch.Tensor],
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> np.ndarray:
-    """L2-normalised features of every uint8 batch (B, 3, H, W) of ``loader``, float32 (N, D).
-
-    The one embedding path: extraction feeds it a DataLoader, training's learning-curve
-    monitor slices of an in-memory tensor.
-    """
-    out = []
-    for batch in loader:
-        x = batch.to(device, non_blocking=True).float().div_(255)
-        x = normalise(x, backbone.mean, backbone.std)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            f = backbone(x)
-        out.append(torch.nn.functional.normalize(f.float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
+from matchbench.images import IndexedImages, read_index
+from matchbench.io import dumps_json, read_npy, write_json, write_npy, write_text
+from matchbench.layout import Layout
+from matchbench.models import create_backbone
+from matchbench.runtime import embed, start
+from matchbench.tracks import feature_kinds, load_object
 
 
 def _fingerprint(
@@ -104,16 +61,17 @@ def extract(
     progress: bool = True,
 ) -> dict[str, Any]:
     ecfg = cfg["extract"]
-    set_threads(cfg["threads"])
-    seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    dtype = autocast_dtype(ecfg["precision"], device)
+    rt = start(cfg)
+    device, dtype = rt.device, rt.dtype
     backbone_name, _ = split_model(model)
     spec = backbone_spec(cfg, backbone_name)
-    weights = weights if weights is not None else default_weights(cfg, model, dataset)
+    layout = Layout.of(cfg)
+    if weights is None:
+        found = layout.model_weights(cfg, model, dataset)
+        weights = Path(found) if found else None
 
-    data_dir = Path(cfg["paths"]["data"]) / dataset
-    index = read_index(data_dir / "images.parquet")
+    data_dir = Path(layout.dataset(dataset))
+    index = read_index(Path(layout.index(dataset)))
     ids = index["id"].tolist()
     backbone = create_backbone(spec, weights)
     backbone.module.eval().to(device)
@@ -176,31 +134,21 @@ def extract(
         "dim": backbone.dim,
         "count": len(ids),
         "dtype": "float16",
-    }
-    # Throughput is measured over the images computed in this run (resumed shards excluded).
-    meta |= {
         "device": str(device),
-        "images_computed": computed,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(computed / seconds, 1) if seconds else None,
-        "resumed_shards": done,
     }
     write_npy(out / "features.npy", feats)
     write_text(out / "ids.txt", "\n".join(ids) + "\n")
     write_json(out / "meta.json", meta)
     shutil.rmtree(shards_dir)
-    return meta
-
-
-def read_features(folder: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Features (float32, N×D), ids and meta of a feature store folder."""
-    d = Path(folder)
-    feats = read_npy(d / "features.npy").astype(np.float32)
-    ids = (d / "ids.txt").read_text().splitlines()
-    meta = read_json(d / "meta.json")
-    if len(ids) != feats.shape[0]:
-        raise MatchbenchError(f"{d}: {len(ids)} ids but {feats.shape[0]} feature rows")
-    return feats, ids, meta
+    # Throughput goes to the log, never into meta.json (a rerun writes the same bytes); it is
+    # measured over the images computed in this run (resumed shards excluded).
+    speed = {
+        "images_computed": computed,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(computed / seconds, 1) if seconds else None,
+        "resumed_shards": done,
+    }
+    return meta | speed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,25 +169,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dense",
         action="store_true",
-        help="write the dense-map cache of the correspondence track's evaluated split instead "
-        "of global features",
+        help="write a track's dense-map cache (dense feature maps of the split it evaluates) "
+        "instead of global features",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
+    layout = Layout.of(cfg)
     if args.dense:
-        from matchbench.correspondence.store import extract_dense
-
-        out = args.out or Path(cfg["paths"]["results"]) / "dense" / args.dataset / args.model
-        meta = extract_dense(cfg, args.dataset, args.model, out, args.weights)
-        w, h = meta["grid"]
-        print(
-            f"extract --dense: {meta['count']} maps, {meta['dim']}x{h}x{w}, "
-            f"{meta['images_per_s']} images/s on {meta['device']} -> {out}"
-        )
-        return 0
-    out = args.out or Path(cfg["paths"]["results"]) / "features" / args.dataset / args.model
+        kinds = feature_kinds()
+        out = args.out or Path(layout.dense(args.dataset, args.model))
+        return int(load_object(kinds["dense"])(cfg, args.dataset, args.model, out, args.weights) or 0)
+    out = args.out or Path(layout.features(args.dataset, args.model))
     info = extract(cfg, args.dataset, args.model, out, args.weights)
     speed = f"{info['images_per_s']:.1f} images/s" if info["images_per_s"] else "all shards resumed"
     print(

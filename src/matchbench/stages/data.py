@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matchbench.config import add_config_argument, dataset_spec, load_config
 from matchbench.data import get_family
+from matchbench.layout import Layout
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
 def run_download(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     spec = dataset_spec(cfg, args.dataset)
-    out = args.out or Path(cfg["paths"]["data"]) / "raw" / args.dataset
+    out = args.out or Path(Layout.of(cfg).raw(args.dataset))
     get_family(spec["family"]).download(out, spec["options"])
     print(f"download: {args.dataset} -> {out}")
     return 0
@@ -37,11 +38,11 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     spec = dataset_spec(cfg, args.dataset)
-    data = Path(cfg["paths"]["data"])
-    raw = args.raw or data / "raw" / args.dataset
-    out = args.out or data / args.dataset
+    layout = Layout.of(cfg)
+    raw = args.raw or Path(layout.raw(args.dataset))
+    out = args.out or Path(layout.dataset(args.dataset))
     family = get_family(spec["family"])
     family.prepare(raw, out, spec["options"])
-    tables = ["images.parquet"] + (["pairs.parquet"] if getattr(family, "pairs", False) else [])
+    tables = ["images.parquet", *getattr(family, "tables", ())]
     print(f"prepare: {args.dataset} -> {', '.join(str(out / t) for t in tables)}")
     return 0

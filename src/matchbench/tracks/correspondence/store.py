@@ -25,19 +25,20 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
-from matchbench.correspondence.dense import (
+from matchbench.tracks.correspondence.dense import (
     SquareImages,
     dense_features,
     resolution_for,
     set_resolution,
 )
-from matchbench.correspondence.pairs import read_pairs_table
+from matchbench.tracks.correspondence.pairs import read_pairs_table
 from matchbench.errors import MatchbenchError
-from matchbench.extract import default_weights
-from matchbench.images import normalise, read_index
+from matchbench.images import read_index
 from matchbench.io import atomic_dir, read_json_object, write_json, write_text
-from matchbench.models import Backbone, create_backbone
-from matchbench.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
+from matchbench.layout import Layout
+from matchbench.models import Backbone
+from matchbench.models.backbones import load_model
+from matchbench.runtime import prepare_batch, start
 
 FILES = ("maps.npy", "ids.txt", "meta.json")
 
@@ -63,7 +64,7 @@ def evaluated_images(cfg: dict[str, Any], dataset: str) -> pd.DataFrame:
     """Rows of ``images.parquet`` used by the pairs of the evaluated split, in index order."""
     dataset_spec(cfg, dataset)
     split = track_config(cfg)["evaluate"]["split"]
-    data_dir = Path(cfg["paths"]["data"]) / dataset
+    data_dir = Path(Layout.of(cfg).dataset(dataset))
     pairs = read_pairs_table(data_dir / "pairs.parquet", split)
     index = read_index(data_dir / "images.parquet")
     used = set(pairs["src"]) | set(pairs["trg"])
@@ -85,9 +86,10 @@ def open_backbone(
 ) -> tuple[Backbone, Path | None]:
     """The model's backbone, weights loaded (by convention unless given), eval mode, on ``device``,
     taking its ``features.resolution``² inputs (``dense.resolution_for``)."""
-    spec = backbone_spec(cfg, split_model(model)[0])
-    weights = weights if weights is not None else default_weights(cfg, model, dataset)
-    backbone = create_backbone(spec, weights)
+    if weights is None:
+        found = Layout.of(cfg).model_weights(cfg, model, dataset)
+        weights = Path(found) if found else None
+    backbone = load_model(cfg, model, dataset, weights)
     set_resolution(backbone, model_resolution(cfg, model))
     backbone.module.eval().to(device)
     if device.type == "cuda":
@@ -108,10 +110,7 @@ def compute_maps(
     float16 is the cache's precision; evaluation without the cache rounds its maps the same
     way, so ``features.cache`` changes where maps come from, not what they are.
     """
-    x = batch.to(device, non_blocking=True).float().div_(255)
-    x = normalise(x, backbone.mean, backbone.std)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = prepare_batch(batch, backbone, device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         maps = dense_features(backbone, x, layer)
     return maps.to(torch.float16)
@@ -141,16 +140,14 @@ def extract_dense(
     """Write the dense-map cache of ``model`` on the evaluated split of ``dataset`` into ``out``."""
     fcfg = track_config(cfg)["features"]
     ecfg = cfg["extract"]
-    set_threads(cfg["threads"])
-    seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    dtype = autocast_dtype(ecfg["precision"], device)
+    rt = start(cfg)
+    device, dtype = rt.device, rt.dtype
     rows = evaluated_images(cfg, dataset)
     ids = rows["id"].tolist()
     _check_out(out)
     backbone, weights = open_backbone(cfg, model, dataset, device, weights)
 
-    data_dir = Path(cfg["paths"]["data"]) / dataset
+    data_dir = Path(Layout.of(cfg).dataset(dataset))
     loader = DataLoader(
         SquareImages(data_dir, rows["path"].tolist(), model_resolution(cfg, model)),
         batch_size=fcfg["batch_size"],
@@ -197,12 +194,24 @@ def extract_dense(
             "dtype": "float16",
             "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
             "device": str(device),
-            "seconds": round(seconds, 3),
-            "images_per_s": round(len(ids) / seconds, 1) if seconds else None,
         }
         write_text(tmp / "ids.txt", "\n".join(ids) + "\n")
         write_json(tmp / "meta.json", meta)
-    return meta
+    # Speed goes to the log, never into meta.json: a rerun writes the same bytes.
+    return meta | {"seconds": round(seconds, 3), "images_per_s": round(len(ids) / seconds, 1) if seconds else None}
+
+
+def run_extract_dense(
+    cfg: dict[str, Any], dataset: str, model: str, out: Path, weights: Path | None
+) -> int:
+    """``matchbench extract --dense``: the cache, and one summary line."""
+    meta = extract_dense(cfg, dataset, model, out, weights)
+    w, h = meta["grid"]
+    print(
+        f"extract --dense: {meta['count']} maps, {meta['dim']}x{h}x{w}, "
+        f"{meta['images_per_s']} images/s on {meta['device']} -> {out}"
+    )
+    return 0
 
 
 def read_dense(folder: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from matchbench.config import add_config_argument, load_config
 from matchbench.errors import MatchbenchError
-from matchbench.extract import read_features
+from matchbench.features import read_features
+from matchbench.layout import Layout
 from matchbench.images import read_index
 from matchbench.io import write_json, write_parquet
 
@@ -104,14 +105,20 @@ def mining_stats(
     }
 
 
-def mine(cfg: dict[str, Any], features: Path, index_path: Path, out: Path) -> dict[str, Any]:
-    mcfg = cfg["tracks"]["ssl"]["mine"]
+def mine(
+    cfg: dict[str, Any], track: str, features: Path, index_path: Path, out: Path
+) -> dict[str, Any]:
+    """Mine with the options of ``tracks.<track>.mine`` (split, k, threshold, thresholds)."""
+    block = cfg["tracks"].get(track, {})
+    if "mine" not in block:
+        raise MatchbenchError(f"--track {track}: the config has no tracks.{track}.mine block")
+    mcfg = block["mine"]
     feats, ids, _ = read_features(features)
     index = read_index(index_path)
     split_ids = set(index.loc[index["split"] == mcfg["split"], "id"])
     if not split_ids:
         raise MatchbenchError(
-            f"{index_path}: no images in split {mcfg['split']!r} (tracks.ssl.mine.split)"
+            f"{index_path}: no images in split {mcfg['split']!r} (tracks.{track}.mine.split)"
         )
     keep = [i for i, x in enumerate(ids) if x in split_ids]
     feats, ids = feats[keep], [ids[i] for i in keep]
@@ -130,18 +137,23 @@ def mine(cfg: dict[str, Any], features: Path, index_path: Path, out: Path) -> di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
+    parser.add_argument("--track", required=True, help="the track whose `mine` block to use")
+    parser.add_argument("--dataset", required=True, help="dataset name of the config")
+    parser.add_argument("--model", required=True, help="the sampler model, <backbone>[+<recipe>]")
     parser.add_argument(
-        "--features", type=Path, required=True, help="feature store folder of the sampler model"
+        "--features", type=Path, help="feature store folder (default: the sampler's in the layout)"
     )
-    parser.add_argument("--index", type=Path, required=True, help="images.parquet of the dataset")
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder for pairs.parquet and stats.json"
+        "--out", type=Path, help="folder for pairs.parquet and stats.json (default: the layout's)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    s = mine(cfg, args.features, args.index, args.out)
+    layout = Layout.of(cfg)
+    args.out = args.out or Path(layout.mined(args.dataset, args.model))
+    features = args.features or Path(layout.features(args.dataset, args.model))
+    s = mine(cfg, args.track, features, Path(layout.index(args.dataset)), args.out)
     prec = "n/a" if s["precision"] is None else f"{s['precision']:.3f}"
     print(
         f"mine: {s['n_pairs']} pairs over {s['anchors_with_pairs']}/{s['n_anchors']} anchors "

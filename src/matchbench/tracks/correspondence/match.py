@@ -3,7 +3,7 @@ benchmark (``Visual-AI/Semantic-Correspondence`` ``utils/matching.py``, called b
 ``utils/evaluator.py`` ``PCKEvaluator.evaluate_feature_map``).
 
 Coordinates are continuous feature-grid coordinates, (x, y) with cell centres at integers
-(``matchbench.correspondence.dense``): cell ``(j, i)`` is at ``(j, i)``, as the official
+(``matchbench.tracks.correspondence.dense``): cell ``(j, i)`` is at ``(j, i)``, as the official
 ``create_grid`` and ``grid_sample(..., align_corners=True)`` place them. Maps are (C, h, w);
 all keypoints of a pair are matched in one batch. As in the official code, the source feature
 of a keypoint is sampled bilinearly from the raw map and then L2-normalised along C, the

@@ -1,0 +1,123 @@
+"""Every path of the data, results and reports trees, built in one place.
+
+The rules (``workflow/rules``), the stages, the tracks' target lists and ``dvc-export`` all ask
+this module where a file lives; nothing else spells a path out. Arguments may be Snakemake
+wildcard patterns (``"{dataset}"``): every method is plain string formatting, so
+``layout.metrics("ssl", "{dataset}", "{model}")`` is a rule's output pattern.
+
+::
+
+    <data>/raw/<dataset>/MANIFEST.json       download (the raw files beside it)
+    <data>/<dataset>/images.parquet          prepare: the common image index
+    <data>/<dataset>/<table>.parquet         prepare: a family's task tables (pairs, ...)
+    <data>/weights/<backbone>.safetensors    weights
+    <results>/features/<dataset>/<model>/    extract: features.npy, ids.txt, meta.json
+    <results>/dense/<dataset>/<model>/       extract --dense: maps.npy, ids.txt, meta.json
+    <results>/pairs/<dataset>/<model>/       mine: pairs.parquet, stats.json
+    <results>/models/<recipe>/<dataset>/<backbone>/   finetune: model.safetensors,
+                                             train_log.csv, config.json
+    <results>/metrics/<task>/<dataset>/<model>.json   evaluate (+ <model>.<side> files)
+    <reports>/<run>/                         report
+    logs/<stage>/.../<name>.log              each job's log
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL_FILES = ("model.safetensors", "train_log.csv", "config.json")
+FEATURE_FILES = ("features.npy", "ids.txt", "meta.json")
+DENSE_FILES = ("maps.npy", "ids.txt", "meta.json")
+MINED_FILES = ("pairs.parquet", "stats.json")
+
+
+def split_model(name: str) -> tuple[str, str | None]:
+    """``"resnet-mini+ssl-spp"`` → ``("resnet-mini", "ssl-spp")``; a bare backbone → recipe None."""
+    backbone, _, recipe = name.partition("+")
+    return backbone, (recipe or None)
+
+
+@dataclass(frozen=True)
+class Layout:
+    data: str = "data"
+    results: str = "results"
+    reports: str = "reports"
+    logs: str = "logs"
+
+    @classmethod
+    def of(cls, cfg: dict[str, Any]) -> Layout:
+        paths = cfg["paths"]
+        return cls(data=paths["data"], results=paths["results"], reports=paths["reports"])
+
+    # --- data ---------------------------------------------------------------------------
+    def raw(self, dataset: str) -> str:
+        return f"{self.data}/raw/{dataset}"
+
+    def manifest(self, dataset: str) -> str:
+        return f"{self.raw(dataset)}/MANIFEST.json"
+
+    def dataset(self, dataset: str) -> str:
+        return f"{self.data}/{dataset}"
+
+    def index(self, dataset: str) -> str:
+        return self.table(dataset, "images")
+
+    def table(self, dataset: str, name: str, suffix: str = "parquet") -> str:
+        return f"{self.dataset(dataset)}/{name}.{suffix}"
+
+    def weights(self, backbone: str) -> str:
+        return f"{self.data}/weights/{backbone}.safetensors"
+
+    # --- results ------------------------------------------------------------------------
+    def features(self, dataset: str, model: str, file: str | None = None) -> str:
+        return _join(f"{self.results}/features/{dataset}/{model}", file)
+
+    def dense(self, dataset: str, model: str, file: str | None = None) -> str:
+        return _join(f"{self.results}/dense/{dataset}/{model}", file)
+
+    def mined(self, dataset: str, model: str, file: str | None = None) -> str:
+        return _join(f"{self.results}/pairs/{dataset}/{model}", file)
+
+    def model(self, recipe: str, dataset: str, backbone: str, file: str | None = None) -> str:
+        return _join(f"{self.results}/models/{recipe}/{dataset}/{backbone}", file)
+
+    def metrics(self, task: str, dataset: str, model: str, side: str | None = None) -> str:
+        stem = f"{self.results}/metrics/{task}/{dataset}/{model}"
+        return f"{stem}.{side}" if side else f"{stem}.json"
+
+    def is_metrics(self, path: str) -> bool:
+        """Whether ``path`` is a metrics document (not one of its side files)."""
+        return path.startswith(f"{self.results}/metrics/") and path.endswith(".json")
+
+    def model_weights(self, cfg: dict[str, Any], model: str, dataset: str) -> str | None:
+        """The weights file ``model`` loads (see docs/contracts.md), or None for random init.
+
+        ``<backbone>+<recipe>`` is the recipe's checkpoint trained on ``dataset``; a backbone
+        with ``pretrained: true`` reads the weights stage's file, with a path that file.
+        """
+        backbone, recipe = split_model(model)
+        if recipe is not None:
+            return self.model(recipe, dataset, backbone, "model.safetensors")
+        pretrained = cfg["backbones"][backbone]["pretrained"]
+        if pretrained is True:
+            return self.weights(backbone)
+        if isinstance(pretrained, str):
+            return pretrained
+        return None
+
+    # --- reports and logs ---------------------------------------------------------------
+    def report(self, run: str, file: str | None = None) -> str:
+        return _join(f"{self.reports}/{run}", file)
+
+    def log(self, stage: str, *parts: str) -> str:
+        return f"{self.logs}/{'/'.join((stage, *parts))}.log"
+
+
+def _join(folder: str, file: str | None) -> str:
+    return f"{folder}/{file}" if file else folder
+
+
+def as_path(path: str | None) -> Path | None:
+    return None if path is None else Path(path)

@@ -1,0 +1,55 @@
+"""The `evaluate` stage: one metrics document per (task, dataset, model), with bootstrap CIs.
+
+Each track evaluates under its own name (``--task <track>``, the registry in
+``matchbench.tracks``). A task receives the resolved config and the parsed arguments, writes
+any side file next to ``--out`` (``<model>.<side>``, named in the document's ``artifacts``) and
+returns the metrics document of docs/contracts.md, which is validated against
+``schemas/metrics.schema.yaml`` before it is written. Metric definitions live in
+``matchbench.metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from matchbench.config import add_config_argument, load_config
+from matchbench.io import write_json
+from matchbench.layout import Layout, split_model
+from matchbench.documents import validate_document
+from matchbench.tracks import tasks
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--task", required=True, choices=sorted(tasks()), help="a track's name")
+    parser.add_argument("--dataset", required=True, help="dataset name of the config")
+    parser.add_argument("--model", required=True, help="<backbone>[+<recipe>]")
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help="the task's feature folder (default: the layout's; the dense-map cache for "
+        "correspondence)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="metrics JSON (default: <results>/metrics/<task>/<dataset>/<model>.json)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    out = args.out or Path(Layout.of(cfg).metrics(args.task, args.dataset, args.model))
+    args.out = out
+    doc = tasks()[args.task].fn("evaluate")(cfg, args)
+    backbone, recipe = split_model(args.model)
+    if recipe is not None:  # the training log of a fine-tuned model, for its learning curves
+        log = Layout.of(cfg).model(recipe, args.dataset, backbone, "train_log.csv")
+        doc["artifacts"] = {**doc.get("artifacts", {}), "train_log": log}
+    validate_document(doc, str(out))
+    write_json(out, doc)
+    summary = ", ".join(
+        f"{k} {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        for k, v in doc["metrics"].items()
+    )
+    print(f"evaluate: {args.task} {doc['model']} on {doc['dataset']}: {summary} -> {out}")
+    return 0

@@ -1,0 +1,154 @@
+"""The track registry: the only place in matchbench that lists the tracks.
+
+A track is one folder here (``tracks/<name>/``), one rules file (``workflow/rules/tracks/<name>.smk``)
+and one config block (``tracks.<name>``). Its package defines ``TRACK``, a :class:`Track`: its
+config schema fragment, the dataset families it brings, its recipes (with their log columns), its
+evaluation task, its reference checks, the final files it asks of the DAG and its report
+section. The shared stages (config, extract, finetune, evaluate, report, dvc-export, the
+Snakefile) dispatch through :func:`get_track` / :func:`tracks` and never name a track.
+
+Track packages import nothing heavy at module level: the config loader reads every track's
+schema, and ``matchbench --help`` must not pay for torch. The parts that need torch are named
+by import path (``"module:function"``) and imported when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from matchbench.errors import MatchbenchError, did_you_mean
+
+# The registry. Adding a track is one folder, one rules file, and one name here.
+NAMES: tuple[str, ...] = ("ssl", "correspondence")
+
+
+def load_object(ref: str) -> Any:
+    """``"matchbench.tracks.ssl.recipe:train"`` → the function it names (imported now)."""
+    module, _, attr = ref.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A fine-tuning recipe: ``matchbench finetune --recipe <name>``.
+
+    ``train`` names ``train(cfg, dataset, backbone, out, *, pairs) -> str`` (a one-line summary),
+    which writes ``model.safetensors``, ``train_log.csv`` (exactly ``log_columns``) and
+    ``config.json`` into ``out``. ``plot_columns`` are the log columns drawn as learning curves
+    (the report and ``dvc plots``), against ``epoch``.
+    """
+
+    name: str
+    train: str
+    log_columns: tuple[str, ...]
+    plot_columns: tuple[str, ...]
+    takes_pairs: bool = False
+
+
+@dataclass(frozen=True)
+class Track:
+    """One line of research under the common protocol (see the module docstring)."""
+
+    name: str
+    title: str
+    package: str
+    # The evaluation task (``matchbench evaluate --task <name>``): ``evaluate(cfg, args) -> doc``.
+    evaluate: str
+    recipes: tuple[Recipe, ...] = ()
+    # Modules whose import registers the track's own dataset families.
+    families: tuple[str, ...] = ()
+    # ``check(cfg, block, source)``: reference checks beyond the schema (names that must exist).
+    check: str | None = None
+    # ``targets(cfg, layout) -> list[str]``: the files of this track the report reads (metrics
+    # documents and the artifacts they name); the DAG builds whatever they need.
+    targets: str | None = None
+    # ``reads(cfg, stage, opts) -> [dotted config keys]``: what the track's jobs read besides
+    # the shared keys (matchbench.reruns); they become the jobs' rerun params and DVC params.
+    reads: str | None = None
+    # ``section(docs, out_dir, context) -> Section``: the track's part of the report.
+    report: str | None = None
+    # Feature kinds beyond global descriptors (``matchbench extract --<kind>``): kind ->
+    # ``extract(cfg, dataset, model, out, weights) -> exit code``, printing its own summary.
+    features: tuple[tuple[str, str], ...] = ()
+    # Stage modules whose code decides this track's outputs besides the shared ones
+    # (dvc deps and Snakemake code-version params).
+    code: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return _schema(self.package)
+
+    def fn(self, attr: str) -> Callable[..., Any]:
+        ref = getattr(self, attr)
+        if ref is None:
+            raise MatchbenchError(f"track {self.name!r} has no {attr}")
+        return load_object(ref)
+
+
+@cache
+def _schema(package: str) -> dict[str, Any]:
+    text = resources.files(package).joinpath("schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@cache
+def get_track(name: str) -> Track:
+    if name not in NAMES:
+        raise MatchbenchError(
+            f"unknown track {name!r} (known: {', '.join(NAMES)}){did_you_mean(name, NAMES)}"
+        )
+    track = importlib.import_module(f"{__name__}.{name}").TRACK
+    if track.name != name:
+        raise MatchbenchError(f"track package {name!r} defines TRACK named {track.name!r}")
+    return track
+
+
+def tracks() -> Iterator[Track]:
+    for name in NAMES:
+        yield get_track(name)
+
+
+def enabled(cfg: dict[str, Any]) -> list[Track]:
+    """The tracks a resolved config runs (present in ``tracks:`` and not ``enabled: false``)."""
+    return [t for t in tracks() if cfg["tracks"].get(t.name, {}).get("enabled", False)]
+
+
+def recipes() -> dict[str, tuple[Track, Recipe]]:
+    """Every recipe of every track, by name."""
+    found: dict[str, tuple[Track, Recipe]] = {}
+    for track in tracks():
+        for recipe in track.recipes:
+            if recipe.name in found:
+                raise MatchbenchError(
+                    f"recipe {recipe.name!r} is declared by tracks {found[recipe.name][0].name!r} "
+                    f"and {track.name!r}"
+                )
+            found[recipe.name] = (track, recipe)
+    return found
+
+
+def get_recipe(name: str) -> Recipe:
+    known = recipes()
+    if name not in known:
+        raise MatchbenchError(
+            f"unknown recipe {name!r} (known: {', '.join(sorted(known))}){did_you_mean(name, known)}"
+        )
+    return known[name][1]
+
+
+def feature_kinds() -> dict[str, str]:
+    """Every track's extra feature kind (``dense``, ...) -> its extraction function."""
+    return {kind: ref for t in tracks() for kind, ref in t.features}
+
+
+def tasks() -> dict[str, Track]:
+    """Evaluation tasks by name: each track evaluates under its own name."""
+    return {t.name: t for t in tracks()}
