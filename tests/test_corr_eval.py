@@ -145,8 +145,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     w = World(tmp_path_factory.mktemp("corr"))
     assert main(["extract", "--dense", "--config", str(w.config_path), "--dataset", DS,
                  "--model", MODEL]) == 0  # fmt: skip
-    assert main(w.evaluate_args("--features", str(w.dense), "--out", str(w.metrics),
-                                "--predictions", str(w.predictions))) == 0  # fmt: skip
+    assert main(w.evaluate_args("--features", str(w.dense), "--out", str(w.metrics))) == 0
     return w
 
 
@@ -232,17 +231,19 @@ def test_cache_and_no_cache_give_the_same_metrics(world, tmp_path):
 def test_cli_without_cache(world, tmp_path, capsys):
     cfg = tmp_path / "live.yaml"
     cfg.write_text(yaml.safe_dump(raw_config(world.root, cache=False)))
-    out, preds = tmp_path / "m.json", tmp_path / "m.predictions.parquet"
+    out = tmp_path / "m.json"
     args = ["evaluate", "--config", str(cfg), "--task", "correspondence", "--dataset", DS,
-            "--model", MODEL, "--out", str(out), "--predictions", str(preds)]  # fmt: skip
-    assert main(args) == 0
+            "--model", MODEL]  # fmt: skip
+    assert main([*args, "--out", str(out)]) == 0
     assert "pck@0.1" in capsys.readouterr().out
     assert read_json(out)["metrics"] == read_json(world.metrics)["metrics"]
+    assert (tmp_path / "m.predictions.parquet").is_file()  # the side file, beside the document
+    assert read_json(out)["artifacts"] == {"predictions": str(tmp_path / "m.predictions.parquet")}
     # --features makes no sense without the cache: refused, nothing written
-    assert main([*args[:-4], "--features", str(world.dense), "--out", str(tmp_path / "x.json"),
-                 "--predictions", str(tmp_path / "x.parquet")]) == 2  # fmt: skip
+    assert main([*args, "--features", str(world.dense), "--out", str(tmp_path / "x.json")]) == 2
     assert "cache is false" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+    assert not (tmp_path / "x.predictions.parquet").exists()
 
 
 def cli_error(world: World, capsys, *extra: str) -> str:
@@ -254,13 +255,10 @@ def cli_error(world: World, capsys, *extra: str) -> str:
 
 def test_missing_options_and_folders_are_named(world, tmp_path, capsys):
     out = ["--out", str(tmp_path / "m.json")]
-    err = cli_error(world, capsys, *out)
-    assert "--task correspondence needs --predictions" in err
-    preds = ["--predictions", str(tmp_path / "p.parquet")]
-    assert "give --features" in cli_error(world, capsys, *out, *preds)
-    err = cli_error(world, capsys, "--features", str(tmp_path / "nowhere"), *out, *preds)
+    err = cli_error(world, capsys, "--features", str(tmp_path / "nowhere"), *out)
     assert "nowhere: not a dense-map cache" in err and "extract --dense" in err
-    assert not (tmp_path / "m.json").exists() and not (tmp_path / "p.parquet").exists()
+    assert not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "m.predictions.parquet").exists()
 
 
 def test_ids_missing_from_the_cache_are_named(world, tmp_path):

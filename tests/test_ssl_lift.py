@@ -79,7 +79,6 @@ def test_ssl_lifts_a_random_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyP
     c = ("--config", "lift.yaml")
     run("download", *c, "--dataset", "miniworld")
     run("prepare", *c, "--dataset", "miniworld")
-    index = "data/miniworld/images.parquet"
     scores = {}
     for model in ("resnet-mini", "resnet-mini+ssl"):
         if model.endswith("+ssl"):
@@ -95,8 +94,7 @@ def test_ssl_lifts_a_random_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyP
             )
         run("extract", *c, "--dataset", "miniworld", "--model", model)
         out = f"{model}.json"
-        features = f"results/features/miniworld/{model}"
-        run("evaluate", *c, "--task", "ssl", "--features", features, "--index", index, "--out", out)
+        run("evaluate", *c, "--task", "ssl", "--dataset", "miniworld", "--model", model, "--out", out)
         scores[model] = {k: v["value"] for k, v in read_json(out)["metrics"].items()}
 
     random, ssl = scores["resnet-mini"], scores["resnet-mini+ssl"]

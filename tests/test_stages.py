@@ -195,8 +195,8 @@ def test_extract_writes_the_feature_store(world):
     assert meta["count"] == N_IMAGES and meta["dtype"] == "float16"
     assert meta["image_size"] == 32 and meta["precision"] == "fp32" and meta["device"] == "cpu"
     assert meta["model"] == "resnet-mini" and meta["backbone"]["arch"] == "test_resnet"
-    assert meta["images_computed"] == N_IMAGES
-    assert meta["images_per_s"] > 0
+    # Throughput is printed, never stored: a rerun writes the same bytes.
+    assert not {"seconds", "images_per_s", "images_computed", "resumed_shards"} & set(meta)
     assert not (world.features / ".shards").exists()
 
 
@@ -330,7 +330,7 @@ def test_mine_stage_pairs_and_stats(tmp_path):
         }
     )
     out = tmp_path / "pairs"
-    stats = mine(cfg, feats, index, out)
+    stats = mine(cfg, "ssl", feats, index, out)
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert list(pairs.columns) == ["anchor", "positive", "similarity", "rank"]
     assert len(pairs) == 10 and (pairs["similarity"] >= 0.5).all()
@@ -358,15 +358,15 @@ def test_mine_stage_without_labels_has_no_precision(tmp_path):
     df["label"] = np.int64(-1)
     df["class"] = ""
     write_parquet(index, df)
-    stats = mine(resolve(tiny_config(tmp_path)), feats, index, tmp_path / "pairs")
+    stats = mine(resolve(tiny_config(tmp_path)), "ssl", feats, index, tmp_path / "pairs")
     assert stats["precision"] is None
     assert all(row["precision"] is None for row in stats["by_threshold"])
 
 
 def test_mine_on_the_world_cli(world, tmp_path, capsys):
     out = tmp_path / "pairs"
-    code = main(["mine", "--config", str(world.config_path), "--features", str(world.features),
-                 "--index", str(world.index_path), "--out", str(out)])  # fmt: skip
+    code = main(["mine", "--config", str(world.config_path), "--track", "ssl", "--dataset",
+                 "miniworld", "--model", "resnet-mini", "--out", str(out)])  # fmt: skip
     assert code == 0
     pairs = pd.read_parquet(out / "pairs.parquet")
     train_ids = set(pd.read_parquet(world.index_path).query("split == 'train'")["id"])
@@ -466,7 +466,7 @@ def test_ssl_training_is_deterministic_on_cpu(world, tmp_path):
     assert summary.startswith("loss ")
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     log = pd.read_csv(a / "train_log.csv")
-    assert list(log.columns[:5]) == ["epoch", "step", "loss", "lr", "seconds"]
+    assert list(log.columns) == ["epoch", "step", "loss", "lr", "knn_acc"]  # no timings
     assert log["epoch"].tolist() == [1] and log["step"].tolist() == [32 // 8]
     assert np.isfinite(log["loss"]).all()
     conf = read_json(a / "config.json")
@@ -482,7 +482,7 @@ def test_ssl_training_is_deterministic_on_cpu(world, tmp_path):
 
 def test_ssl_spp_trains_on_mined_pairs(world, tmp_path):
     pairs_dir = tmp_path / "pairs"
-    mine(world.cfg, world.features, world.index_path, pairs_dir)
+    mine(world.cfg, "ssl", world.features, world.index_path, pairs_dir)
     out = tmp_path / "spp"
     train_ssl(world.cfg, "miniworld", "resnet-mini", out, pairs=pairs_dir / "pairs.parquet")
     conf = read_json(out / "config.json")
