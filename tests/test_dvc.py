@@ -66,9 +66,12 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def new_repo(dest: Path, env: dict[str, str]) -> Path:
-    """A git + DVC repository holding the workflow, its configs and dvc.yaml for the tiny config."""
+    """A git + DVC repository holding the workflow, its configs, the package's sources (each
+    stage depends on the modules it runs) and dvc.yaml for the tiny config."""
     for name in ("workflow", "config", "envs", "tests/configs"):
         shutil.copytree(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(ROOT / "src", dest / "src", ignore=ignore)
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(ROOT / name, dest / name)
     run(["git", "init", "-q"], dest, env)
@@ -125,6 +128,32 @@ def test_both_workspaces_are_clean_for_dvc(workspaces: Workspaces) -> None:
     for ws in (workspaces.snakemake, workspaces.dvc):
         status = run(["dvc", "status", "--json"], ws, workspaces.env)
         assert json.loads(status) == {}, f"{ws.name}: {status}"
+
+
+def changed_stages(ws: Path, env: dict[str, str]) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], ws, env)))
+
+
+def test_dvc_status_follows_exactly_what_a_stage_reads(workspaces: Workspaces) -> None:
+    ws, env = workspaces.dvc, workspaces.env
+    config = ws / TINY
+    text = config.read_text()
+    try:
+        # One training key of one track: only the stage that reads it.
+        config.write_text(text.replace("lr: 0.001", "lr: 0.002"))
+        assert changed_stages(ws, env) == {"finetune_correspondence--mini-spair--vit-tiny"}
+        config.write_text(text)
+        # One stage's module: every stage that runs it, and nothing else.
+        module = ws / "src/matchbench/stages/mine.py"
+        source = module.read_text()
+        module.write_text(source + "\n# an edit\n")
+        try:
+            assert changed_stages(ws, env) == {"mine--miniworld--resnet-mini_ssl"}
+        finally:
+            module.write_text(source)
+    finally:
+        config.write_text(text)
+    assert changed_stages(ws, env) == set()
 
 
 def test_dvc_metrics_show_lists_the_metrics(workspaces: Workspaces) -> None:

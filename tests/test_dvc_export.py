@@ -14,7 +14,8 @@ import yaml
 from dvc.stage.utils import is_valid_name
 
 from matchbench.cli import main
-from matchbench.dvc_export import build, parse_dry_run
+from matchbench.dvc_export import Context, build, parse_dry_run
+from matchbench.layout import Layout
 from matchbench.errors import MatchbenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +63,23 @@ def test_every_stage_runs_the_command_snakemake_runs(
         extract["cmd"][0]
         == "mkdir -p logs/extract/miniworld results/features/miniworld/resnet-mini+ssl"
     )
-    assert extract["deps"] == [
-        "config/default.yaml",
+    # Its deps: its inputs and the code it runs (never the whole config file) ...
+    data = [d for d in extract["deps"] if not d.startswith("src/")]
+    assert data == [
         "data/miniworld/images.parquet",
         "results/models/ssl/miniworld/resnet-mini/model.safetensors",
     ]
+    code = [d for d in extract["deps"] if d.startswith("src/")]
+    assert "src/matchbench/stages/extract.py" in code and "src/matchbench/runtime.py" in code
+    assert not any("/tracks/ssl/" in d or "/report/" in d for d in code)
+    # ... and the config values it reads, as DVC params of the config file.
+    assert extract["params"] == [
+        {"config/default.yaml": ["backbones.resnet-mini", "device", "extract", "seed", "threads"]}
+    ]
+    finetune = stages["finetune_correspondence--mini-spair--repvgg-mini"]
+    (params,) = finetune["params"]
+    assert "tracks.correspondence.train" in params["config/default.yaml"]
+    assert not any(k.startswith("tracks.ssl") for k in params["config/default.yaml"])
     assert "results/features/miniworld/resnet-mini+ssl/features.npy" in extract["outs"]
 
 
@@ -112,7 +125,7 @@ def test_stale_or_missing_file_is_refused(
     err = capsys.readouterr().err
     assert f"{out} is stale" in err
     assert f"matchbench dvc-export --out {out}" in err  # how to regenerate it
-    assert "+    - matchbench report --out reports/demo --title demo" in err  # the diff
+    assert "+    - matchbench report --config config/default.yaml --out reports/demo --title demo" in err  # the diff
     assert out.read_text() == stale  # --check writes nothing
 
 
@@ -168,13 +181,19 @@ def test_parse_dry_run() -> None:
         == "matchbench extract --dataset mw --model r+ssl 2> logs/extract/mw/r+ssl.log"
     )
     assert jobs[1].shellcmd is None
-    doc = build(jobs, "c.yaml")
+    cfg = {"paths": {"data": "data", "results": "results", "reports": "reports"}, "seed": 0,
+           "threads": 1, "device": "cpu", "extract": {"precision": "auto"},
+           "backbones": {"r": {"source": "timm"}}, "datasets": {}, "tracks": {}}  # fmt: skip
+    raw = {"backbones": {"r": {}}, "seed": 0}
+    doc = build(jobs, Context("c.yaml", raw, cfg, Layout.of(cfg), ROOT))
     assert list(doc["stages"]) == ["extract--mw--r_ssl"]  # `all` runs nothing
     assert doc["stages"]["extract--mw--r_ssl"]["cmd"] == [
         "mkdir -p logs/extract/mw results/features/mw/r+ssl",
         extract.shellcmd,
     ]
-    assert doc["stages"]["extract--mw--r_ssl"]["deps"] == ["c.yaml", "data/mw/images.parquet"]
+    stage = doc["stages"]["extract--mw--r_ssl"]
+    assert [d for d in stage["deps"] if not d.startswith("src/")] == ["data/mw/images.parquet"]
+    assert stage["params"] == [{"c.yaml": ["backbones.r", "seed"]}]  # those written in the file
 
 
 @pytest.mark.parametrize(

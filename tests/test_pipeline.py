@@ -1,10 +1,13 @@
 """The whole DAG on the tiny config, for real: Snakemake runs every stage, the report lands where
-docs/contracts.md says, a second run has nothing to do, and an extraction killed with SIGKILL
-leaves nothing that looks complete and resumes to the same bytes as an uninterrupted run."""
+docs/contracts.md says, a second run has nothing to do, a job reruns exactly when a config value
+or code it reads changes (never for the config file's name), and an extraction killed with
+SIGKILL leaves nothing that looks complete and resumes to the same bytes as an uninterrupted run.
+
+The workspace holds its own copy of the package (``src/``, first on ``PYTHONPATH``) so that a
+test can edit a stage's module as a developer would."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -24,15 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests/configs/tiny.yaml"
 
 
-def env() -> dict[str, str]:
-    """This interpreter's `snakemake` and `matchbench` first on PATH (the rules call them)."""
+def env(cwd: Path | None = None) -> dict[str, str]:
+    """This interpreter's `snakemake` and `matchbench` first on PATH (the rules call them), and
+    the workspace's copy of the package first on PYTHONPATH."""
     e = dict(os.environ)
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    if cwd is not None and (cwd / "src").is_dir():
+        e["PYTHONPATH"] = str(cwd / "src")
     return e
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, cwd=cwd, env=env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, cwd=cwd, env=env(cwd), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         pytest.fail(f"{' '.join(argv)} exited {proc.returncode} in {cwd}:\n{tail}")
@@ -40,9 +46,11 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_workflow(dest: Path) -> Path:
-    """What a run needs from the repository: the workflow, its conda env, the configs, .gitignore."""
+    """What a run needs from the repository: the workflow, its conda env, the configs, .gitignore,
+    and the package's sources."""
     for name in ("workflow", "config", "envs", "tests/configs"):
         shutil.copytree(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     return dest
 
@@ -84,6 +92,59 @@ def test_second_run_has_nothing_to_do(workspace: Path) -> None:
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
+def planned_jobs(workspace: Path, configfile: str) -> dict[str, int]:
+    """The jobs `snakemake -n` would run: rule -> count (its job stats table)."""
+    out = run(["snakemake", "-n", "--configfile", configfile], workspace)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    lines = text.splitlines()
+    start = lines.index("Job stats:") + 3
+    jobs = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_an_unchanged_config_under_another_name_reruns_nothing(workspace: Path) -> None:
+    shutil.copy2(workspace / TINY, workspace / "tiny_copy.yaml")
+    assert planned_jobs(workspace, "tiny_copy.yaml") == {}
+
+
+def test_one_training_key_reruns_only_its_track(workspace: Path) -> None:
+    cfg = yaml.safe_load((workspace / TINY).read_text())
+    cfg["tracks"]["correspondence"].setdefault("train", {})["lr"] = 0.002
+    (workspace / "lr.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(workspace, "lr.yaml") == {
+        "finetune_correspondence": 1,  # the fine-tune, then what depends on it:
+        "extract_dense": 1,  # the fine-tuned model's maps,
+        "evaluate_correspondence": 1,  # its evaluation,
+        "report": 1,
+        "all": 1,
+    }
+
+
+def test_editing_a_stage_module_reruns_that_stage_and_its_consumers(workspace: Path) -> None:
+    module = workspace / "src/matchbench/stages/mine.py"
+    source = module.read_text()
+    try:
+        module.write_text(source + "\n# an edit\n")
+        assert planned_jobs(workspace, TINY) == {
+            "mine": 1,  # the stage whose code changed, then its consumers:
+            "finetune_ssl_spp": 1,
+            "extract": 1,  # the ssl-spp model's features,
+            "evaluate_ssl": 1,
+            "report": 1,
+            "all": 1,
+        }
+    finally:
+        module.write_text(source)
+    assert planned_jobs(workspace, TINY) == {}
+
+
 def _first_shard(shards: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not (shards.is_dir() and any(shards.glob("[0-9]*.npy"))):
@@ -114,7 +175,7 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     proc = subprocess.Popen(
         extract(killed),
         cwd=workspace,
-        env=env(),
+        env=env(workspace),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -130,13 +191,12 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     done = sorted(p.name for p in (killed / ".shards").glob("[0-9]*.npy"))
     assert 1 <= len(done) < n_shards, f"kill landed outside the run: {len(done)}/{n_shards} shards"
 
-    run(extract(killed), workspace)
-    assert json.loads((killed / "meta.json").read_text())["resumed_shards"] == len(done)
+    resumed = run(extract(killed), workspace).stdout
+    assert f", {len(done)} shards resumed" in resumed
     assert not (killed / ".shards").exists()
 
     whole = workspace / "uninterrupted"
-    run(extract(whole), workspace)
-    assert json.loads((whole / "meta.json").read_text())["resumed_shards"] == 0
+    assert "resumed" not in run(extract(whole), workspace).stdout
     assert (killed / "features.npy").read_bytes() == (whole / "features.npy").read_bytes()
     assert (killed / "ids.txt").read_bytes() == (whole / "ids.txt").read_bytes()
     assert np.load(whole / "features.npy").shape[0] == len((whole / "ids.txt").read_text().split())

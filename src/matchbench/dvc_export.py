@@ -25,21 +25,20 @@ from typing import Any
 
 import yaml
 
+from matchbench.config import load_config
 from matchbench.errors import MatchbenchError
 from matchbench.io import write_text
+from matchbench.layout import Layout
+from matchbench.reruns import SOURCE_ROOT, job_reads, parse_command
+from matchbench.tracks import recipes
 
 DEFAULT_CONFIG = "config/default.yaml"
 DEFAULT_OUT = "dvc.yaml"
 SNAKEFILE = "workflow/Snakefile"
 
-# Columns of train_log.csv (docs/contracts.md) drawn as learning curves by `dvc plots show`.
+# Columns of train_log.csv (docs/contracts.md) drawn as learning curves by `dvc plots show`:
+# the x axis here, the y columns as each recipe declares them (matchbench.tracks.Recipe).
 PLOT_X = "epoch"
-# The columns each recipe logs (results/models/<recipe>/...), in figure order.
-PLOT_Y = {
-    "ssl": ("loss", "knn_acc"),
-    "ssl-spp": ("loss", "knn_acc"),
-    "correspondence": ("loss", "train_pck"),
-}
 
 # DVC accepts letters, digits, "-" and "_" in stage names (treeverse/dvc#3767): "@" is taken
 # by foreach/matrix and ":" by `dvc.yaml:stage` targets. Rule and wildcard values are joined
@@ -185,11 +184,6 @@ def stage_name(job: Job) -> str:
     return _NAME_SEP.join([job.rule, *(_NAME_BAD.sub("_", v) for _, v in job.wildcards)])
 
 
-def is_metric(path: str) -> bool:
-    p = PurePosixPath(path)
-    return p.suffix == ".json" and "metrics" in p.parts[:-1]
-
-
 def is_plot(path: str) -> bool:
     return PurePosixPath(path).name == "train_log.csv"
 
@@ -198,8 +192,33 @@ def _folders(paths: list[str]) -> list[str]:
     return sorted({str(PurePosixPath(p).parent) for p in paths} - {"."})
 
 
-def stage(job: Job, configfile: str) -> dict[str, Any]:
-    """One DVC stage running exactly what Snakemake runs for ``job``."""
+def present_keys(raw: dict[str, Any], keys: list[str]) -> list[str]:
+    """The keys DVC can track: those written in the config file (DVC refuses absent params).
+
+    A key left to its default is covered by the schema file among the stage's deps. A name
+    with a dot cannot be addressed by DVC's dotted keys: its parent key stands for it.
+    """
+    found: list[str] = []
+    for key in keys:
+        node, path = raw, []
+        for part in key.split("."):
+            if isinstance(node, dict) and part in node:
+                node, path = node[part], [*path, part]
+            else:
+                break
+        whole = len(path) == len(key.split("."))
+        if whole:
+            found.append(key)
+        elif path and not isinstance(node, dict):  # a dotted name: its parent holds it
+            found.append(".".join(path))
+        elif path and any("." in name for name in node):
+            found.append(".".join(path))
+    return sorted(dict.fromkeys(found))
+
+
+def stage(job: Job, context: Context) -> dict[str, Any]:
+    """One DVC stage running exactly what Snakemake runs for ``job``, with the params and code
+    it reads (matchbench.reruns: the same answer the rule's rerun params hold)."""
     assert job.shellcmd is not None
     products = [*job.outputs, *job.logs]
     folders = _folders(products)
@@ -207,18 +226,42 @@ def stage(job: Job, configfile: str) -> dict[str, Any]:
     if folders:
         # Snakemake creates these before running a job; DVC does not.
         cmd = [shlex.join(["mkdir", "-p", *folders]), job.shellcmd]
+    keys, files = job_reads(context.cfg, *parse_command(job.shellcmd))
+    # The package's files as the repository holds them (src/matchbench/...), whichever copy of
+    # the package is installed.
+    code = [f"src/{f.relative_to(SOURCE_ROOT).as_posix()}" for f in files]
     entry: dict[str, Any] = {
         "desc": " ".join([f"snakemake rule {job.rule}", *(f"{k}={v}" for k, v in job.wildcards)]),
         "cmd": cmd,
-        "deps": sorted({configfile, *job.inputs}),
+        "deps": sorted({*job.inputs, *code}),
     }
-    outs = sorted(p for p in products if not is_metric(p))
-    metrics = sorted(p for p in job.outputs if is_metric(p))
+    params = present_keys(context.raw, keys)
+    if params:
+        entry["params"] = [{context.configfile: params}]
+    outs = sorted(p for p in products if not context.layout.is_metrics(p))
+    metrics = sorted(p for p in job.outputs if context.layout.is_metrics(p))
     if outs:
         entry["outs"] = outs
     if metrics:
         entry["metrics"] = metrics
     return entry
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every stage is built from: the config (raw and resolved) and the repository root."""
+
+    configfile: str
+    raw: dict[str, Any]
+    cfg: dict[str, Any]
+    layout: Layout
+    root: Path
+
+    @classmethod
+    def load(cls, configfile: str, root: Path) -> Context:
+        cfg = load_config(root / configfile)
+        raw = yaml.safe_load((root / configfile).read_text(encoding="utf-8"))
+        return cls(configfile, raw, cfg, Layout.of(cfg), root.resolve())
 
 
 def _topological(stages: dict[str, dict[str, Any]]) -> list[str]:
@@ -248,15 +291,25 @@ def _topological(stages: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
-def plots(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Top-level plots: one learning-curve figure per train_log.csv column, a line per log."""
-    logs = sorted(p for s in stages.values() for p in s.get("outs", []) if is_plot(p))
+def plots(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Top-level plots: one learning-curve figure per train_log.csv column, a line per log.
+
+    A log's columns are those its recipe declares (the job's ``--recipe``)."""
+    found = recipes()
+    recipe_of = {
+        out: parse_command(job.shellcmd)[1].get("recipe")
+        for job in jobs
+        if job.shellcmd
+        for out in job.outputs
+        if is_plot(out)
+    }
+    logs = sorted(recipe_of)
     if not logs:
         return []
+
     def columns(log: str) -> tuple[str, ...]:
-        parts = PurePosixPath(log).parts
-        recipe = parts[parts.index("models") + 1] if "models" in parts[:-1] else ""
-        return PLOT_Y.get(recipe, ("loss",))
+        recipe = recipe_of[log]
+        return found[recipe][1].plot_columns if recipe in found else ("loss",)
 
     ys = list(dict.fromkeys(y for log in logs for y in columns(log)))
     return [
@@ -271,7 +324,7 @@ def plots(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def build(jobs: list[Job], configfile: str) -> dict[str, Any]:
+def build(jobs: list[Job], context: Context) -> dict[str, Any]:
     stages: dict[str, dict[str, Any]] = {}
     for job in jobs:
         if job.shellcmd is None:
@@ -286,9 +339,9 @@ def build(jobs: list[Job], configfile: str) -> dict[str, Any]:
                 f"two jobs map to the DVC stage name {name!r}: rename a wildcard value "
                 "(stage names keep only letters, digits, '-' and '_')"
             )
-        stages[name] = stage(job, configfile)
+        stages[name] = stage(job, context)
     doc: dict[str, Any] = {"stages": {name: stages[name] for name in _topological(stages)}}
-    if figures := plots(stages):
+    if figures := plots(jobs):
         doc["plots"] = figures
     return doc
 
@@ -314,7 +367,8 @@ def render(doc: dict[str, Any], configfile: str, out: str) -> str:
 
 def export(configfile: str, out: str, cwd: Path) -> str:
     """The text of dvc.yaml for ``configfile`` (a path relative to the repository root)."""
-    return render(build(parse_dry_run(dry_run(configfile, cwd)), configfile), configfile, out)
+    context = Context.load(configfile, cwd)
+    return render(build(parse_dry_run(dry_run(configfile, cwd)), context), configfile, out)
 
 
 # --- CLI -----------------------------------------------------------------------------------

@@ -95,21 +95,32 @@ def source_files(modules: Iterable[str]) -> list[Path]:
     return sorted(f for f in files if f is not None)
 
 
-def code_version(modules: Iterable[str]) -> str:
-    """sha256 over the source of ``modules`` and what they import (paths and contents)."""
+def code_version(files: Iterable[Path]) -> str:
+    """sha256 over source files (their paths below src/ and their contents)."""
     h = hashlib.sha256()
-    for f in source_files(modules):
+    for f in sorted(files):
         h.update(f.relative_to(SOURCE_ROOT).as_posix().encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def schema_files(track: Any | None) -> list[Path]:
+    """The config schema a job's defaults come from: the shared part and its track's block."""
+    files = [PACKAGE_ROOT / "schemas" / "config.schema.yaml"]
+    if track is not None:
+        files.append(PACKAGE_ROOT / "tracks" / track.name / "schema.yaml")
+    return files
 
 
 def _module_of(ref: str) -> str:
     return ref.partition(":")[0]
 
 
-def job_reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The config keys (dotted) and modules a ``matchbench <stage>`` job with ``opts`` reads.
+def job_reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> tuple[list[str], list[Path]]:
+    """The config keys (dotted) and source files a ``matchbench <stage>`` job with ``opts`` reads.
+
+    The files are the modules it runs and everything they import from ``matchbench``, and the
+    config schema its defaults come from (the shared part and its track's block).
 
     ``opts`` are the command's options by name (``dataset``, ``model``, ``task``, ``recipe``,
     ``backbone``, ``track``, ``dense``); a track adds its own keys through its ``reads``.
@@ -145,9 +156,12 @@ def job_reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> tuple[li
 
         keys += ["report", "run"]
         modules += [_module_of(t.report) for t in enabled(cfg) if t.report]
+    if track is None and stage == "mine":
+        track = tasks().get(opts["track"])
     if track is not None and track.reads is not None:
         keys += load_object(track.reads)(cfg, stage, opts)
-    return sorted(dict.fromkeys(keys)), closure(modules)
+    files = source_files(modules) + schema_files(track)
+    return sorted(dict.fromkeys(keys)), sorted(files)
 
 
 def lookup(cfg: dict[str, Any], key: str) -> Any:
@@ -171,6 +185,34 @@ def lookup(cfg: dict[str, Any], key: str) -> Any:
 
 def job_params(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> str:
     """A rule's rerun param: the values of the keys the job reads and its code's version."""
-    keys, modules = job_reads(cfg, stage, opts)
+    keys, files = job_reads(cfg, stage, opts)
     values = {k: lookup(cfg, k) for k in keys}
-    return json.dumps({"config": values, "code": code_version(modules)}, sort_keys=True)
+    return json.dumps({"config": values, "code": code_version(files)}, sort_keys=True)
+
+
+def parse_command(shellcmd: str) -> tuple[str, dict[str, Any]]:
+    """``matchbench <stage> --opt value --flag ... 2> log`` → (stage, {opt: value, flag: True}).
+
+    The inverse of the rules' shell lines, for ``dvc-export``: it asks :func:`job_reads` the
+    same question the rule's params did.
+    """
+    import shlex
+
+    argv = shlex.split(shellcmd)
+    if len(argv) < 2 or argv[0] != "matchbench":
+        raise ValueError(f"not a matchbench command: {shellcmd!r}")
+    stage, rest = argv[1], argv[2:]
+    opts: dict[str, Any] = {}
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if not word.startswith("--"):  # a redirection (2> log) ends the options
+            break
+        name = word[2:].replace("-", "_")
+        values = []
+        while i + 1 < len(rest) and not rest[i + 1].startswith("--") and rest[i + 1] != "2>":
+            values.append(rest[i + 1])
+            i += 1
+        opts[name] = True if not values else values[0] if len(values) == 1 else values
+        i += 1
+    return stage, opts

@@ -184,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(layout.features(args.dataset, args.model))
     info = extract(cfg, args.dataset, args.model, out, args.weights)
     speed = f"{info['images_per_s']:.1f} images/s" if info["images_per_s"] else "all shards resumed"
+    resumed = f", {info['resumed_shards']} shards resumed" if info["resumed_shards"] else ""
     print(
-        f"extract: {info['count']} images, dim {info['dim']}, {speed} on {info['device']} -> {out}"
+        f"extract: {info['count']} images, dim {info['dim']}, {speed}{resumed} on "
+        f"{info['device']} -> {out}"
     )
     return 0
