@@ -62,7 +62,7 @@ def inputs(tmp_path: Path) -> dict:
         ),
         _metrics(tmp_path, "ssl", "miniworld", EVIL, {"knn_acc": _m(0.1, 0.05, 0.15)}),
         # Any other task, without CIs, gets the generic table (correspondence has its own
-        # section: tests/test_report_corr.py).
+        # section: tests/tracks/correspondence/test_report_corr.py).
         _metrics(tmp_path, "retrieval", "cirr-mini", "resnet-mini", {"recall@1": _m(0.25)}),
     ]
     stats = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "stats.json"

@@ -23,7 +23,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = "tests/configs/tiny.yaml"
 TRACKED = ("results", "reports", "logs")  # what the DAG writes besides data/ (see round trip)
 

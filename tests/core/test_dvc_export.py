@@ -18,7 +18,7 @@ from matchbench.dvc_export import Context, build, parse_dry_run
 from matchbench.layout import Layout
 from matchbench.errors import MatchbenchError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

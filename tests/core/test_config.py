@@ -17,7 +17,7 @@ from matchbench.cli import main
 from matchbench.config import load_config, resolve, schema
 from matchbench.errors import MatchbenchError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 

@@ -24,7 +24,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENVS = sorted((ROOT / "envs").glob("*.yaml")) + sorted((ROOT / "envs").glob("*.yml"))
 
 # conda-forge package name -> PyPI distribution name, where they differ.
