@@ -18,6 +18,11 @@ from safetensors.torch import load_file
 
 from matchbench.cli import main
 from matchbench.config import load_config
+from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout
+from matchbench.models import create_backbone
+from matchbench.models.backbones import save_state
+from matchbench.tracks import get_recipe
 from matchbench.tracks.correspondence.dense import load_square, to_grid
 from matchbench.tracks.correspondence.loss import (
     choose_keypoints,
@@ -27,11 +32,6 @@ from matchbench.tracks.correspondence.loss import (
     inside,
     sample_points,
 )
-from matchbench.errors import MatchbenchError
-from matchbench.layout import Layout
-from matchbench.models import create_backbone
-from matchbench.models.backbones import save_state
-from matchbench.tracks import get_recipe
 from matchbench.tracks.correspondence.recipe import hflip, train
 
 # --------------------------------------------------------------------------- the loss
