@@ -106,6 +106,6 @@ def embed(
     for batch in loader:
         x = prepare_batch(batch, backbone, device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            f = backbone(x)
+            f = backbone.encode_image(x)
         out.append(torch.nn.functional.normalize(f.float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)

@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import shutil
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,7 @@ def extract(
     data_dir = Path(layout.dataset(dataset))
     index = read_index(Path(layout.index(dataset)))
     ids = index["id"].tolist()
-    backbone = create_backbone(spec, weights)
+    backbone = create_backbone(spec, weights, name=backbone_name)
     backbone.module.eval().to(device)
     if device.type == "cuda":
         backbone.module.to(memory_format=torch.channels_last)
@@ -180,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dense:
         kinds = feature_kinds()
         out = args.out or Path(layout.dense(args.dataset, args.model))
-        return int(load_object(kinds["dense"])(cfg, args.dataset, args.model, out, args.weights) or 0)
+        return int(
+            load_object(kinds["dense"])(cfg, args.dataset, args.model, out, args.weights) or 0
+        )
     out = args.out or Path(layout.features(args.dataset, args.model))
     info = extract(cfg, args.dataset, args.model, out, args.weights)
     speed = f"{info['images_per_s']:.1f} images/s" if info["images_per_s"] else "all shards resumed"

@@ -18,6 +18,11 @@ from safetensors.torch import load_file
 
 from matchbench.cli import main
 from matchbench.config import load_config
+from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout
+from matchbench.models import create_backbone
+from matchbench.models.backbones import save_state
+from matchbench.tracks import get_recipe
 from matchbench.tracks.correspondence.dense import load_square, to_grid
 from matchbench.tracks.correspondence.loss import (
     choose_keypoints,
@@ -27,12 +32,7 @@ from matchbench.tracks.correspondence.loss import (
     inside,
     sample_points,
 )
-from matchbench.errors import MatchbenchError
-from matchbench.layout import Layout
-from matchbench.models import create_backbone
-from matchbench.models.backbones import save_state
-from matchbench.tracks import get_recipe
-from matchbench.tracks.correspondence.recipe import hflip, train, trainable_modules
+from matchbench.tracks.correspondence.recipe import hflip, train
 
 # --------------------------------------------------------------------------- the loss
 
@@ -384,36 +384,28 @@ def test_a_pairs_file_or_a_missing_track_is_refused(workdir: Path, tmp_path: Pat
 
 
 def test_blocks_are_found_in_vits_open_clip_towers_and_convnets() -> None:
-    import open_clip.transformer
-    import timm
+    def blocks(arch: str, unfreeze: int, layer: int, source: str = "timm", **spec) -> list[str]:
+        encoder = create_backbone({"source": source, "arch": arch, **spec}, name="b")
+        return [n for n, _ in encoder.trainable_blocks(unfreeze, layer)]
 
-    vit = timm.create_model("test_vit", pretrained=False, num_classes=0)
-    depth = len(vit.blocks)
-    names = [n for n, _ in trainable_modules(vit, 2, -1, "v")]
-    assert names == [f"blocks.{depth - 2}", f"blocks.{depth - 1}", "norm"]
+    depth = len(create_backbone({"source": "timm", "arch": "test_vit"}).module.blocks)
+    assert blocks("test_vit", 2, -1) == [f"blocks.{depth - 2}", f"blocks.{depth - 1}", "norm"]
     # A dense map taken at an earlier block trains the blocks that end there.
-    assert [n for n, _ in trainable_modules(vit, 1, -2, "v")] == [f"blocks.{depth - 2}", "norm"]
-    with pytest.raises(MatchbenchError, match=r"features\.layer: 9 is out of range"):
-        trainable_modules(vit, 1, 9, "v")
+    assert blocks("test_vit", 1, -2) == [f"blocks.{depth - 2}", "norm"]
+    with pytest.raises(MatchbenchError, match=r"^layer: 9 is out of range"):
+        blocks("test_vit", 1, 9)
 
-    from matchbench.models.backbones import _OpenClipVisual
-
-    tower = open_clip.transformer.VisionTransformer(
-        image_size=32, patch_size=8, width=32, layers=3, heads=2, mlp_ratio=2.0, output_dim=16
-    )
-    names = [n for n, _ in trainable_modules(_OpenClipVisual(tower), 2, -1, "clip")]
-    assert names == [
+    clip = {"source": "open_clip", "image_size": 64, "kwargs": {"vision_cfg": {"layers": 3}}}
+    assert blocks("clip-mini", 2, -1, **clip) == [
         "visual.transformer.resblocks.1",
         "visual.transformer.resblocks.2",
         "visual.ln_post",
     ]
 
-    convnext = timm.create_model("test_convnext", pretrained=False, num_classes=0)
-    assert [n for n, _ in trainable_modules(convnext, 1, -1, "c")] == ["stages.3"]
+    assert blocks("test_convnext", 1, -1) == ["stages.3"]
     # Where forward_intermediates counts the stem (ByobNet, RepVGG), layer indexes it too; a
     # map taken after the stages trains what makes it.
-    byob = timm.create_model("test_byobnet", pretrained=False, num_classes=0)
-    assert [n for n, _ in trainable_modules(byob, 2, 2, "b")] == ["stages.0", "stages.1"]
-    assert [n for n, _ in trainable_modules(byob, 1, -1, "b")] == ["stages.3", "final_conv"]
+    assert blocks("test_byobnet", 2, 2) == ["stages.0", "stages.1"]
+    assert blocks("test_byobnet", 1, -1) == ["stages.3", "final_conv"]
     with pytest.raises(MatchbenchError, match=r"layer: 0 is 'stem'.*before any trainable block"):
-        trainable_modules(byob, 1, 0, "b")
+        blocks("test_byobnet", 1, 0)

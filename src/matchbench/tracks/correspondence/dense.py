@@ -1,4 +1,6 @@
-"""Dense feature maps of any backbone, and the maps between image and feature-grid coordinates.
+"""Square images for dense maps, and the maps between image and feature-grid coordinates.
+
+The dense maps themselves come from the encoder (``Encoder.dense``, ``Encoder.set_resolution``).
 
 As in the unified benchmark (``Visual-AI/Semantic-Correspondence``), every image is resized to a
 square ``resolution`` x ``resolution`` (no crop), so a keypoint of the original frame maps to
@@ -9,7 +11,8 @@ cell ``j`` covers original pixels ``[j * W / w, (j + 1) * W / w)`` and its centr
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,24 @@ from torch.utils.data import Dataset
 
 from matchbench.errors import MatchbenchError
 from matchbench.images import load_rgb
-from matchbench.models import Backbone
+from matchbench.models import OptionError
+
+# The config key of this track each encoder option comes from.
+OPTION_KEYS = {
+    "layer": "tracks.correspondence.features.layer",
+    "unfreeze": "tracks.correspondence.train.unfreeze",
+    "resolution": "tracks.correspondence.features.resolution",
+}
+
+
+@contextmanager
+def config_keys() -> Iterator[None]:
+    """Re-raise an encoder's :class:`OptionError` naming the config key the value came from."""
+    try:
+        yield
+    except OptionError as e:
+        message = str(e).removeprefix(e.option)
+        raise MatchbenchError(f"{OPTION_KEYS.get(e.option, e.option)}{message}") from None
 
 
 def resolution_for(cfg: dict, backbone: str, *, train: bool = False) -> int:
@@ -65,46 +85,3 @@ class SquareImages(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return load_square(self.root / self.paths[i], self.resolution)[0]
-
-
-def set_resolution(backbone: Backbone, resolution: int) -> None:
-    """Let a ViT take ``resolution``² inputs (its position embeddings are resampled, as timm does)."""
-    module = backbone.module
-    if hasattr(module, "patch_embed") and hasattr(module, "set_input_size"):
-        grid = getattr(module.patch_embed, "img_size", None)
-        if grid is not None and tuple(grid) != (resolution, resolution):
-            module.set_input_size(img_size=(resolution, resolution))
-        return
-    visual = getattr(module, "visual", None)
-    native = getattr(visual, "image_size", None)
-    if native is not None and tuple(native) != (resolution, resolution):
-        raise MatchbenchError(
-            f"open_clip visual towers run at their native size {tuple(native)}; set "
-            f"tracks.correspondence.features.resolution to {native[0]} for this backbone"
-        )
-
-
-def dense_features(backbone: Backbone, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
-    """The output of block ``layer`` (-1 = last, after the final norm for ViTs) as (B, C, h, w).
-
-    ``x`` is a normalised batch. Prefix (class, register) tokens are dropped. Not L2-normalised:
-    matching and the loss normalise along C.
-    """
-    module = backbone.module
-    visual = getattr(module, "visual", None)
-    if visual is not None and hasattr(visual, "forward_intermediates"):  # open_clip
-        out = visual.forward_intermediates(
-            x, indices=[layer], intermediates_only=True, normalize_intermediates=True
-        )
-        return out["image_intermediates"][0]
-    if not hasattr(module, "forward_intermediates"):
-        raise MatchbenchError(
-            f"{type(module).__name__} has no forward_intermediates: it cannot give a dense map"
-        )
-    kwargs = {"indices": [layer], "intermediates_only": True}
-    params = inspect.signature(module.forward_intermediates).parameters
-    if "norm" in params:
-        kwargs["norm"] = True
-    if "output_fmt" in params:
-        kwargs["output_fmt"] = "NCHW"
-    return module.forward_intermediates(x, **kwargs)[0]

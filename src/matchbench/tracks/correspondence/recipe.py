@@ -32,9 +32,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec
-from matchbench.tracks.correspondence.dense import dense_features, load_square, set_resolution, to_grid
-from matchbench.tracks.correspondence.loss import choose_keypoints, correspondence_loss
-from matchbench.tracks.correspondence.pairs import keypoints, read_pairs_table
 from matchbench.errors import MatchbenchError
 from matchbench.images import read_index
 from matchbench.io import sha256_file, write_json, write_text
@@ -43,61 +40,11 @@ from matchbench.models import create_backbone
 from matchbench.models.backbones import load_model, save_state
 from matchbench.runtime import prepare_batch, start
 from matchbench.tracks.correspondence import LOG_COLUMNS
+from matchbench.tracks.correspondence.dense import config_keys, load_square, to_grid
+from matchbench.tracks.correspondence.loss import choose_keypoints, correspondence_loss
+from matchbench.tracks.correspondence.pairs import keypoints, read_pairs_table
 
 MONITOR_ALPHA = 0.1  # train_pck: PCK@0.1 of the argmax over each step's batch, before its update
-
-
-def trainable_modules(
-    module: nn.Module, unfreeze: int, layer: int, name: str
-) -> list[tuple[str, nn.Module]]:
-    """The ``unfreeze`` blocks that end at the dense map's block ``layer``, and what follows them.
-
-    timm ViTs: ``blocks`` + ``norm``; open_clip: ``visual.transformer.resblocks`` +
-    ``visual.ln_post`` (both norms are applied to the dense map). timm ConvNets with ``stages``:
-    ``layer`` indexes ``feature_info`` as ``forward_intermediates`` does (with the stem in it for
-    some families), and a feature taken after the stages (a ``final_conv``) trains that too.
-    """
-    visual = getattr(module, "visual", None)
-    after: list[tuple[str, nn.Module]] = []
-    if visual is not None and hasattr(getattr(visual, "transformer", None), "resblocks"):
-        prefix, blocks = "visual.transformer.resblocks", visual.transformer.resblocks
-        names = [f"{prefix}.{i}" for i in range(len(blocks))]
-        after = [("visual.ln_post", visual.ln_post)] if hasattr(visual, "ln_post") else []
-    elif hasattr(module, "patch_embed") and hasattr(module, "blocks"):
-        prefix, blocks = "blocks", module.blocks
-        names = [f"{prefix}.{i}" for i in range(len(blocks))]
-        after = [("norm", module.norm)] if hasattr(module, "norm") else []
-    elif hasattr(module, "stages"):
-        prefix, blocks = "stages", module.stages
-        info = getattr(module, "feature_info", None) or []
-        names = [f["module"] for f in info] or [f"{prefix}.{i}" for i in range(len(blocks))]
-    else:
-        raise MatchbenchError(
-            f"backbone {name!r} ({type(module).__name__}): the correspondence recipe unfreezes "
-            "the last blocks of a timm ViT (blocks), an open_clip visual transformer (resblocks) "
-            "or a timm ConvNet with stages, and this architecture has none of them"
-        )
-    if not -len(names) <= layer < len(names):
-        raise MatchbenchError(
-            f"tracks.correspondence.features.layer: {layer} is out of range for {name!r} "
-            f"({len(names)} feature levels: -{len(names)} ... {len(names) - 1})"
-        )
-    at = names[layer]
-    if at.startswith(f"{prefix}."):
-        end = int(at[len(prefix) + 1 :].split(".")[0]) + 1  # the map is block end - 1's output
-    elif layer % len(names) == len(names) - 1:  # a module after the last stage (final_conv)
-        end, after = len(blocks), [(at, module.get_submodule(at))]
-    else:
-        raise MatchbenchError(
-            f"tracks.correspondence.features.layer: {layer} is {at!r} of {name!r}, before any "
-            "trainable block; take the dense map at a later stage"
-        )
-    if unfreeze > end:
-        raise MatchbenchError(
-            f"tracks.correspondence.train.unfreeze: {unfreeze} blocks asked, but {name!r} has "
-            f"{end} up to the dense map's block (features.layer {layer})"
-        )
-    return [(f"{prefix}.{i}", blocks[i]) for i in range(end - unfreeze, end)] + after
 
 
 def freeze_all_but(module: nn.Module, trainable: list[tuple[str, nn.Module]]) -> list[nn.Parameter]:
@@ -253,8 +200,9 @@ def train(
 
     backbone = load_model(cfg, backbone_name, dataset)
     initial = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()}
-    set_resolution(backbone, resolution)
-    trainable = trainable_modules(backbone.module, tcfg["unfreeze"], fcfg["layer"], backbone_name)
+    with config_keys():
+        backbone.set_resolution(resolution)
+        trainable = backbone.trainable_blocks(tcfg["unfreeze"], fcfg["layer"])
     params = freeze_all_but(backbone.module, trainable)
     backbone.module.to(device)
     opt = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
@@ -294,7 +242,7 @@ def train(
                     trg_img[b], trg_xy[b] = hflip(trg_img[b], trg_xy[b], float(sizes[b, 2]))
             x = prepare_batch(torch.cat([src_img, trg_img]), backbone, device)
             with rt.autocast():
-                maps = dense_features(backbone, x, layer=fcfg["layer"])
+                maps = backbone.dense(x, layer=fcfg["layer"])
             h, w = maps.shape[-2:]
             src_uv = _to_grid(src_xy, sizes[:, :2], (w, h))
             trg_uv = _to_grid(trg_xy, sizes[:, 2:], (w, h))

@@ -25,20 +25,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
-from matchbench.tracks.correspondence.dense import (
-    SquareImages,
-    dense_features,
-    resolution_for,
-    set_resolution,
-)
-from matchbench.tracks.correspondence.pairs import read_pairs_table
 from matchbench.errors import MatchbenchError
 from matchbench.images import read_index
 from matchbench.io import atomic_dir, read_json_object, write_json, write_text
 from matchbench.layout import Layout
-from matchbench.models import Backbone
+from matchbench.models import Encoder
 from matchbench.models.backbones import load_model
 from matchbench.runtime import prepare_batch, start
+from matchbench.tracks.correspondence.dense import SquareImages, config_keys, resolution_for
+from matchbench.tracks.correspondence.pairs import read_pairs_table
 
 FILES = ("maps.npy", "ids.txt", "meta.json")
 
@@ -83,14 +78,15 @@ def open_backbone(
     dataset: str,
     device: torch.device,
     weights: Path | None = None,
-) -> tuple[Backbone, Path | None]:
+) -> tuple[Encoder, Path | None]:
     """The model's backbone, weights loaded (by convention unless given), eval mode, on ``device``,
     taking its ``features.resolution``² inputs (``dense.resolution_for``)."""
     if weights is None:
         found = Layout.of(cfg).model_weights(cfg, model, dataset)
         weights = Path(found) if found else None
     backbone = load_model(cfg, model, dataset, weights)
-    set_resolution(backbone, model_resolution(cfg, model))
+    with config_keys():
+        backbone.set_resolution(model_resolution(cfg, model))
     backbone.module.eval().to(device)
     if device.type == "cuda":
         backbone.module.to(memory_format=torch.channels_last)
@@ -99,7 +95,7 @@ def open_backbone(
 
 @torch.inference_mode()
 def compute_maps(
-    backbone: Backbone,
+    backbone: Encoder,
     batch: torch.Tensor,
     device: torch.device,
     dtype: torch.dtype | None,
@@ -112,7 +108,7 @@ def compute_maps(
     """
     x = prepare_batch(batch, backbone, device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        maps = dense_features(backbone, x, layer)
+        maps = backbone.dense(x, layer)
     return maps.to(torch.float16)
 
 
@@ -198,7 +194,10 @@ def extract_dense(
         write_text(tmp / "ids.txt", "\n".join(ids) + "\n")
         write_json(tmp / "meta.json", meta)
     # Speed goes to the log, never into meta.json: a rerun writes the same bytes.
-    return meta | {"seconds": round(seconds, 3), "images_per_s": round(len(ids) / seconds, 1) if seconds else None}
+    return meta | {
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(ids) / seconds, 1) if seconds else None,
+    }
 
 
 def run_extract_dense(

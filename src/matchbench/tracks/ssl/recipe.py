@@ -133,8 +133,8 @@ def train(
 
     use_queue = tcfg["queue"] > 0
     if use_queue:
-        key_backbone, key_head = copy.deepcopy(backbone.module), copy.deepcopy(head)
-        for p in [*key_backbone.parameters(), *key_head.parameters()]:
+        key_backbone, key_head = copy.deepcopy(backbone), copy.deepcopy(head)
+        for p in [*key_backbone.module.parameters(), *key_head.parameters()]:
             p.requires_grad_(False)
         queue = F.normalize(torch.randn(tcfg["queue"], tcfg["proj_dim"], generator=gen), dim=1).to(
             device
@@ -185,7 +185,9 @@ def train(
                 with torch.no_grad():
                     m = tcfg["momentum"]
                     for pk, pq in zip(
-                        [*key_backbone.parameters(), *key_head.parameters()], params, strict=True
+                        [*key_backbone.module.parameters(), *key_head.parameters()],
+                        params,
+                        strict=True,
                     ):
                         pk.mul_(m).add_(pq.detach(), alpha=1 - m)
                     k = F.normalize(key_head(key_backbone(x[bs:])), dim=1)
