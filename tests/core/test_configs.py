@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from matchbench.config import load_config
 
@@ -53,3 +54,25 @@ def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
             expected.append("finetune_correspondence")
     for rule in expected:
         assert rule in proc.stdout
+
+
+def test_an_unknown_architecture_fails_the_dry_run(tmp_path: Path) -> None:
+    """Backbones are checked when the DAG is built, not by the first extract job."""
+    raw = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    raw["backbones"]["resnet-mini"]["arch"] = "test_resnett"
+    raw["backbones"]["vit-tiny"]["kwargs"]["depht"] = 2
+    for name in ("arch", "kwargs"):
+        cfg = dict(raw)
+        if name == "arch":
+            cfg = {**raw, "backbones": {**raw["backbones"], "vit-tiny": {**raw["backbones"]["vit-tiny"], "kwargs": {}}}}
+        else:
+            cfg = {**raw, "backbones": {**raw["backbones"], "resnet-mini": {**raw["backbones"]["resnet-mini"], "arch": "test_resnet"}}}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--nolock", "--configfile", str(path)],
+            capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode != 0
+        expected = "backbones.resnet-mini.arch" if name == "arch" else "backbones.vit-tiny.kwargs"
+        assert expected in proc.stdout + proc.stderr
