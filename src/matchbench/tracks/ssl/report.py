@@ -4,7 +4,7 @@ The documents of ``<backbone>+ssl-spp`` models name the mined pairs they trained
 (``artifacts``: ``pairs`` = ``pairs.parquet``, ``mining_stats`` = ``stats.json``,
 docs/contracts.md). The section shows the statistics at each sampler's chosen threshold (a
 table), pairs kept and precision as the threshold rises (one figure per dataset), and example
-pairs with their images. The sampler model is the config's (``tracks.ssl.sampler``), for the
+pairs with their images (the first sampler's, by dataset then model). The sampler model is the config's (``tracks.ssl.sampler``), for the
 document's backbone. The accuracies themselves stay in the report's generic main table.
 """
 
