@@ -1,28 +1,31 @@
-"""The report promise: metrics, mining stats and logs in; one tidy CSV, tables, figures and a
-self-contained page out; byte-identical on rerun; a bad input stops it with no half report."""
+"""The report promise: a config and metrics documents in (their side files named in
+``artifacts``); one tidy CSV, tables, figures and a self-contained page out; byte-identical
+on rerun; a bad input stops it, named, with no half report."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+import matchbench.tracks
 from matchbench.cli import main
-from matchbench.report.gather import (
-    gather_metrics,
-    gather_train_logs,
-    read_pair_sample,
-    select_pairs,
-)
+from matchbench.report.gather import gather_metrics, gather_train_logs, read_metrics_docs
+from matchbench.tracks.ssl.report import read_pair_sample, select_pairs
 
 EVIL = "<script>alert(1)</script>"
 
 
-def _metrics(root: Path, task: str, dataset: str, model: str, metrics: dict) -> Path:
+def _metrics(
+    root: Path, task: str, dataset: str, model: str, metrics: dict, artifacts: dict | None = None
+) -> Path:
+    # Named by a counter, not by model: nothing may learn a result's identity from its path.
     path = root / "results" / "metrics" / task / dataset / f"{len(list(root.rglob('*.json')))}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -34,6 +37,8 @@ def _metrics(root: Path, task: str, dataset: str, model: str, metrics: dict) -> 
         "per_category": {},
         "extra": {},
     }
+    if artifacts:
+        doc["artifacts"] = {role: str(file) for role, file in artifacts.items()}
     path.write_text(json.dumps(doc))
     return path
 
@@ -42,9 +47,44 @@ def _m(value, low=None, high=None) -> dict:
     return {"value": value, "ci_low": low, "ci_high": high, "n": 240}
 
 
+def _config(root: Path, name: str = "config.yaml", **report: object) -> Path:
+    """A config whose paths are under ``root``; ``report`` overrides its report block."""
+    cfg = {
+        "run": "demo",
+        "paths": {key: str(root / key) for key in ("data", "results", "reports")},
+        "datasets": {"miniworld": {"family": "miniworld"}},
+        "backbones": {"resnet-mini": {"source": "timm", "arch": "test_resnet"}},
+        "tracks": {
+            "ssl": {"dataset": "miniworld", "backbones": ["resnet-mini"], "sampler": "backbone"}
+        },
+        "report": {"published": str(root / "published.yaml"), **report},
+    }
+    path = root / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_log(path: Path, knn: tuple[float, float, float]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "epoch,step,loss,lr,seconds,knn_acc\n"
+        f"0,10,2.5,0.1,1.0,{knn[0]}\n1,20,1.8,0.1,1.0,{knn[1]}\n2,30,1.2,0.05,1.0,{knn[2]}\n"
+    )
+    return path
+
+
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict:
     """A small but complete set of stage outputs, laid out as the workflow writes them."""
+    models = tmp_path / "results" / "models"
+    log = _train_log(
+        models / "ssl" / "miniworld" / "resnet-mini" / "train_log.csv", (0.3, 0.45, 0.6)
+    )
+    spp_log = _train_log(
+        models / "ssl-spp" / "miniworld" / "resnet-mini" / "train_log.csv", (0.3, 0.5, 0.55)
+    )
+    mined = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini"
+    stats, pairs_path = mined / "stats.json", mined / "pairs.parquet"
     metrics = [
         _metrics(
             tmp_path,
@@ -59,13 +99,21 @@ def inputs(tmp_path: Path) -> dict:
             "miniworld",
             "resnet-mini+ssl",
             {"knn_acc": _m(0.612, 0.55, 0.671), "linear_acc": _m(0.48, 0.41, 0.55)},
+            {"train_log": log},
+        ),
+        _metrics(
+            tmp_path,
+            "ssl",
+            "miniworld",
+            "resnet-mini+ssl-spp",
+            {"knn_acc": _m(0.55, 0.5, 0.6), "linear_acc": _m(0.45, 0.4, 0.5)},
+            {"train_log": spp_log, "pairs": pairs_path, "mining_stats": stats},
         ),
         _metrics(tmp_path, "ssl", "miniworld", EVIL, {"knn_acc": _m(0.1, 0.05, 0.15)}),
-        # Any other task, without CIs, gets the generic table (correspondence has its own
-        # section: tests/tracks/correspondence/test_report_corr.py).
+        # A task that is no track (a score benchmark), without CIs: the generic table
+        # (correspondence has its own section: tests/tracks/correspondence/test_report_corr.py).
         _metrics(tmp_path, "retrieval", "cirr-mini", "resnet-mini", {"recall@1": _m(0.25)}),
     ]
-    stats = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "stats.json"
     stats.parent.mkdir(parents=True)
     stats.write_text(
         json.dumps(
@@ -82,12 +130,6 @@ def inputs(tmp_path: Path) -> dict:
                 ],
             }
         )
-    )
-    log = tmp_path / "results" / "models" / "ssl" / "miniworld" / "resnet-mini" / "train_log.csv"
-    log.parent.mkdir(parents=True)
-    log.write_text(
-        "epoch,step,loss,lr,seconds,knn_acc\n"
-        "0,10,2.5,0.1,1.0,0.3\n1,20,1.8,0.1,1.0,0.45\n2,30,1.2,0.05,1.0,0.6\n"
     )
     # images.parquet with real PNG thumbnails: 12 images, 3 classes.
     data = tmp_path / "data" / "miniworld"
@@ -113,7 +155,6 @@ def inputs(tmp_path: Path) -> dict:
         ],
         columns=["anchor", "positive", "similarity", "rank"],
     )
-    pairs_path = tmp_path / "results" / "pairs" / "miniworld" / "resnet-mini" / "pairs.parquet"
     pairs.to_parquet(pairs_path, index=False)
     published = tmp_path / "published.yaml"
     published.write_text(
@@ -122,7 +163,9 @@ def inputs(tmp_path: Path) -> dict:
     )
     return {
         "root": tmp_path,
+        "config": _config(tmp_path),
         "metrics": metrics,
+        "spp": metrics[2],
         "stats": stats,
         "log": log,
         "pairs": pairs_path,
@@ -132,20 +175,25 @@ def inputs(tmp_path: Path) -> dict:
     }
 
 
-def _argv(inp: dict, out: Path, *extra: str) -> list[str]:
+def _argv(inp: dict, out: Path, *extra: str, config: Path | None = None) -> list[str]:
     return [
         "report",
+        "--config", str(config or inp["config"]),
         "--out", str(out),
         "--title", "Mini-world <demo> & friends",
         "--metrics", *map(str, inp["metrics"]),
-        "--mining-stats", str(inp["stats"]),
-        "--train-logs", str(inp["log"]),
-        "--pairs", str(inp["pairs"]),
-        "--index", str(inp["index"]),
-        "--images-root", str(inp["images"]),
-        "--published", str(inp["published"]),
         *extra,
     ]  # fmt: skip
+
+
+def _with_artifact(inp: dict, doc: Path, role: str, value: object) -> list[Path]:
+    """The metrics list with ``doc`` replaced by a copy whose artifact ``role`` is ``value``."""
+    data = json.loads(doc.read_text())
+    data["artifacts"][role] = value
+    copy = inp["root"] / "edited" / doc.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_text(json.dumps(data))
+    return [copy if m == doc else m for m in inp["metrics"]]
 
 
 @pytest.fixture
@@ -165,6 +213,8 @@ def test_results_csv_is_one_tidy_row_per_result(report: Path) -> None:
         "ssl,miniworld,resnet-mini,linear_acc,0.500000,0.440000,0.560000\n"
         "ssl,miniworld,resnet-mini+ssl,knn_acc,0.612000,0.550000,0.671000\n"
         "ssl,miniworld,resnet-mini+ssl,linear_acc,0.480000,0.410000,0.550000\n"
+        "ssl,miniworld,resnet-mini+ssl-spp,knn_acc,0.550000,0.500000,0.600000\n"
+        "ssl,miniworld,resnet-mini+ssl-spp,linear_acc,0.450000,0.400000,0.500000\n"
     )
 
 
@@ -173,6 +223,7 @@ def test_main_tables_show_percent_with_ci_and_bold_best(report: Path) -> None:
     md = (tables / "ssl_miniworld.md").read_text()
     assert "| resnet-mini+ssl | **61.2 (55.0–67.1)** | 48.0 (41.0–55.0) |" in md
     assert "| resnet-mini | 40.0 (35.0–45.0) | **50.0 (44.0–56.0)** |" in md
+    assert "| resnet-mini+ssl-spp | 55.0 (50.0–60.0) | 45.0 (40.0–50.0) |" in md
     assert "| \\<script\\>alert(1)\\</script\\> | 10.0 (5.0–15.0) | — |" in md
     assert "percent" in md
     tex = (tables / "ssl_miniworld.tex").read_text()
@@ -187,6 +238,7 @@ def test_main_tables_show_percent_with_ci_and_bold_best(report: Path) -> None:
 
 
 def test_mining_and_published_tables(report: Path) -> None:
+    # The sampler is the config's (tracks.ssl.sampler: backbone), for the document's backbone.
     mining = (report / "tables" / "mining.md").read_text()
     assert "| miniworld | resnet-mini | 10 | 0.600 | 30 | 11 / 12 | 80.0 |" in mining
     published = pd.read_csv(report / "tables" / "published.csv", dtype=str, keep_default_na=False)
@@ -217,17 +269,20 @@ def test_figures_are_valid_pngs(report: Path) -> None:
             assert image.size[0] > 100 and image.size[1] > 100
 
 
-def test_index_html_names_everything_and_escapes_text(report: Path) -> None:
+def test_index_html_names_everything_and_escapes_text(inputs: dict, report: Path) -> None:
     page = (report / "index.html").read_text()
-    for model in ("resnet-mini", "resnet-mini+ssl"):
+    for model in ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp"):
         assert model in page
     assert "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Mini-world &lt;demo&gt; &amp; friends" in page
-    for section in ("summary", "results", "figures", "mining", "learning-curves", "reproduce"):
-        assert f'<section id="{section}">' in page
+    sections = ("summary", "results", "figures", "mining", "learning-curves", "reproduce")
+    at = [page.index(f'<section id="{section}">') for section in sections]
+    assert at == sorted(at)  # the track's section after the generic results, in this order
     for name in (p.name for p in (report / "figures").iterdir()):
         assert f'src="figures/{name}"' in page
+    assert "<h3>Mined positive pairs</h3>" in page
+    assert f"Example pairs from {inputs['pairs']}" in page  # the path the document names
     assert "<strong>61.2 (55.0–67.1)</strong>" in page
     assert "<pre><code>snakemake --cores 2</code></pre>" in page
     assert not [p for p in report.parent.iterdir() if p.name.startswith(".")]  # no temp left
@@ -251,7 +306,7 @@ def test_rerun_gives_identical_bytes(inputs: dict, report: Path) -> None:
 
     first = snapshot(report)
     again = inputs["root"] / "reports" / "again"
-    # Inputs given in another order must not change a byte either.
+    # Documents given in another order must not change a byte either.
     argv = _argv(inputs, again)
     i = argv.index("--metrics")
     argv[i + 1 : i + 1 + len(inputs["metrics"])] = map(str, reversed(inputs["metrics"]))
@@ -263,11 +318,38 @@ def test_rerun_gives_identical_bytes(inputs: dict, report: Path) -> None:
     assert snapshot(report) == first
 
 
-def test_train_log_and_mining_names_come_from_paths(inputs: dict) -> None:
-    logs = gather_train_logs([inputs["log"]])
-    assert set(logs["model"]) == {"resnet-mini+ssl"}
+def test_train_logs_are_the_documents_and_the_recipes_plot_columns(inputs: dict) -> None:
+    logs = gather_train_logs(read_metrics_docs(inputs["metrics"]))
+    assert set(logs["model"]) == {"resnet-mini+ssl", "resnet-mini+ssl-spp"}
     assert set(logs["dataset"]) == {"miniworld"}
-    assert set(logs["series"]) == {"loss", "knn_acc"}  # not epoch, step, lr, seconds
+    assert set(logs["series"]) == {"loss", "knn_acc"}  # Recipe.plot_columns: not lr, seconds
+
+
+@pytest.mark.parametrize(
+    ("model", "log", "message"),
+    [
+        ("resnet-mini+ssl", "epoch,step,loss,lr\n0,1,2.0,0.1\n", "missing column 'knn_acc'"),
+        (
+            "resnet-mini+ssl",
+            "epoch,loss,knn_acc\n0,2.0,high\n",
+            "column 'knn_acc': expected numbers",
+        ),
+        ("resnet-mini+sll", "epoch,loss,knn_acc\n0,2.0,0.1\n", "did you mean ssl"),
+    ],
+)
+def test_bad_train_logs_are_named(
+    inputs: dict, model: str, log: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_log = inputs["root"] / "bad_log.csv"
+    bad_log.write_text(log)
+    bad = _metrics(
+        inputs["root"], "ssl", "other", model, {"knn_acc": _m(0.5)}, {"train_log": bad_log}
+    )
+    argv = _argv(inputs, inputs["root"] / "reports" / "x")
+    assert main([*argv, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and (str(bad_log) in err or str(bad) in err)
+    assert not (inputs["root"] / "reports").exists()
 
 
 def test_gather_metrics_is_tidy_and_sorted(inputs: dict) -> None:
@@ -280,10 +362,12 @@ def test_gather_metrics_is_tidy_and_sorted(inputs: dict) -> None:
 
 
 def test_pair_sample_reads_thumbnails_and_classes(inputs: dict) -> None:
-    sample = read_pair_sample(inputs["pairs"], inputs["index"])  # images root: the index folder
+    sample = read_pair_sample(
+        inputs["pairs"], inputs["index"], inputs["images"], dataset="miniworld", model="sampler"
+    )
     assert (sample.dataset, sample.model, sample.n_pairs, sample.n_anchors) == (
         "miniworld",
-        "resnet-mini",
+        "sampler",
         24,
         12,
     )
@@ -321,9 +405,12 @@ def test_select_pairs_takes_the_best_pair_of_evenly_spaced_anchors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("doc", "key"),
+    ("doc", "expected"),
     [
-        ({"task": "ssl", "dataset": "miniworld", "metrics": {"knn_acc": _m(0.5)}}, "model"),
+        (
+            {"task": "ssl", "dataset": "miniworld", "metrics": {"knn_acc": _m(0.5)}},
+            "'model' is a required property",
+        ),
         ({"task": "ssl", "dataset": "miniworld", "model": 3, "metrics": {"k": _m(0.5)}}, "model"),
         (
             {
@@ -332,7 +419,7 @@ def test_select_pairs_takes_the_best_pair_of_evenly_spaced_anchors() -> None:
                 "model": "m",
                 "metrics": {"knn_acc": {"ci_low": 0.1}},
             },
-            "metrics.knn_acc.value",
+            "metrics.knn_acc: 'value' is a required property",
         ),
         (
             {
@@ -345,14 +432,15 @@ def test_select_pairs_takes_the_best_pair_of_evenly_spaced_anchors() -> None:
         ),
         (
             {"task": "ssl", "dataset": "miniworld", "model": "m", "metrics": {"knn_acc": _m(61.2)}},
-            "metrics.knn_acc.value",
+            "'metrics.knn_acc.value': expected a number in [0, 1]",
         ),
         ({"task": "ssl", "dataset": "miniworld", "model": "m", "metrics": []}, "metrics"),
+        ({"task": "ssl", "dataset": "miniworld", "model": "m", "metrics": {}}, "metrics"),
         ([1, 2], "top level"),
     ],
 )
 def test_malformed_metrics_stop_the_report(
-    inputs: dict, doc: object, key: str, capsys: pytest.CaptureFixture[str]
+    inputs: dict, doc: object, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = inputs["root"] / "bad_metrics.json"
     bad.write_text(json.dumps(doc))
@@ -361,28 +449,62 @@ def test_malformed_metrics_stop_the_report(
     argv.insert(argv.index("--metrics") + 1, str(bad))
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and key in err
+    assert str(bad) in err and expected in err
     assert not out.exists()
     assert not (inputs["root"] / "reports").exists()  # nothing written at all
 
 
-@pytest.mark.parametrize("which", ["metrics", "stats", "log", "index", "published"])
+def test_a_document_failing_the_schema_is_refused_by_name(
+    inputs: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics = _with_artifact(inputs, inputs["spp"], "pairs", 3)  # a path must be a string
+    argv = _argv(inputs, inputs["root"] / "reports" / "x")
+    i = argv.index("--metrics")
+    argv[i + 1 :] = map(str, metrics)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    edited = inputs["root"] / "edited" / inputs["spp"].name
+    assert f"{edited}: not a metrics document: artifacts.pairs: 3 is not of type 'string'" in err
+    assert not (inputs["root"] / "reports").exists()
+
+
+@pytest.mark.parametrize("which", ["metrics", "stats", "pairs", "log", "index", "published"])
 def test_missing_input_file_is_named(
     inputs: dict, which: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    missing = inputs["root"] / f"missing_{which}"
-    argv = _argv(inputs, inputs["root"] / "reports" / "x")
-    flag = {
-        "metrics": "--metrics",
-        "stats": "--mining-stats",
-        "log": "--train-logs",
-        "index": "--index",
-        "published": "--published",
-    }[which]
-    argv[argv.index(flag) + 1] = str(missing)
+    root = inputs["root"]
+    missing = root / f"missing_{which}"
+    metrics, config = inputs["metrics"], inputs["config"]
+    if which == "metrics":
+        metrics = [missing, *metrics[1:]]
+    elif which in ("stats", "pairs", "log"):
+        role = {"stats": "mining_stats", "pairs": "pairs", "log": "train_log"}[which]
+        metrics = _with_artifact(inputs, inputs["spp"], role, str(missing))
+    elif which == "index":  # the layout's data/<dataset>/images.parquet
+        config = _config(root, "moved.yaml")
+        moved = yaml.safe_load(config.read_text())
+        moved["paths"]["data"] = str(missing)
+        config.write_text(yaml.safe_dump(moved))
+        missing = missing / "miniworld" / "images.parquet"
+    else:
+        config = _config(root, "moved.yaml", published=str(missing))
+    argv = _argv(inputs, root / "reports" / "x", config=config)
+    argv[argv.index("--metrics") + 1 :] = map(str, metrics)
     assert main(argv) == 2
     assert f"{missing}: file not found" in capsys.readouterr().err
-    assert not (inputs["root"] / "reports").exists()
+    assert not (root / "reports").exists()
+
+
+def test_mined_pairs_need_the_config_that_names_their_sampler(
+    inputs: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(inputs["config"].read_text())
+    del config["tracks"]["ssl"]
+    path = inputs["root"] / "no_ssl.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(_argv(inputs, inputs["root"] / "reports" / "x", config=path)) == 2
+    err = capsys.readouterr().err
+    assert str(inputs["spp"]) in err and "no tracks.ssl block" in err
 
 
 def test_a_failed_rerun_keeps_the_previous_report(inputs: dict, report: Path) -> None:
@@ -401,6 +523,21 @@ def test_duplicate_results_are_an_error(inputs: dict, capsys: pytest.CaptureFixt
     assert str(dup) in err and "already given by" in err
 
 
+def test_one_sampler_with_two_pair_files_is_an_error(
+    inputs: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # resnet-mini+ssl trained with the same sampler (the backbone) but names other pairs.
+    other = inputs["root"] / "other_stats.json"
+    other.write_text(inputs["stats"].read_text())
+    metrics = _with_artifact(inputs, inputs["metrics"][1], "mining_stats", str(other))
+    argv = _argv(inputs, inputs["root"] / "reports" / "x")
+    argv[argv.index("--metrics") + 1 :] = map(str, metrics)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and str(inputs["stats"]) in err
+    assert "differs from" in err and "the same sampler resnet-mini on miniworld" in err
+
+
 def test_published_values_must_be_fractions(
     inputs: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,14 +549,48 @@ def test_published_values_must_be_fractions(
     assert str(inputs["published"]) in err and "[0].value" in err
 
 
-def test_minimal_report_needs_only_metrics(inputs: dict, tmp_path: Path) -> None:
+def test_minimal_report_needs_only_a_config_and_metrics(inputs: dict, tmp_path: Path) -> None:
     out = tmp_path / "reports" / "min"
-    argv = ["report", "--out", str(out), "--metrics", str(inputs["metrics"][0])]
-    assert main([*argv, "--mining-stats", "--train-logs"]) == 0  # empty lists from a rule
+    config = _config(tmp_path, "min.yaml", published=None)
+    argv = ["report", "--config", str(config), "--out", str(out)]
+    assert main([*argv, "--metrics", str(inputs["metrics"][0])]) == 0
     page = (out / "index.html").read_text()
-    assert "No mining statistics were given" in page and "No training logs were given" in page
+    assert "No mined pairs" in page and "No training logs" in page
     assert sorted(p.name for p in (out / "tables").iterdir()) == [
         "ssl_miniworld.csv",
         "ssl_miniworld.md",
         "ssl_miniworld.tex",
     ]
+
+
+def test_the_old_side_file_flags_are_gone(inputs: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _argv(inputs, inputs["root"] / "reports" / "x", "--mining-stats", str(inputs["stats"]))
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "--mining-stats" in capsys.readouterr().err
+
+
+def test_a_track_without_a_section_gets_the_generic_frame(
+    inputs: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A task whose track has no report section is drawn like a task that is no track."""
+    plain = {
+        name: dataclasses.replace(t, report=None) for name, t in matchbench.tracks.tasks().items()
+    }
+    monkeypatch.setattr(matchbench.tracks, "tasks", lambda: plain)
+    out = tmp_path / "reports" / "plain"
+    assert main(_argv(inputs, out)) == 0
+    page = (out / "index.html").read_text()
+    assert '<section id="mining">' not in page
+    assert '<section id="results">' in page and '<section id="learning-curves">' in page
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "bars_retrieval_cirr-mini.png",
+        "bars_ssl_miniworld.png",
+        "learning_curves_miniworld.png",  # the frame's: from any fine-tuned model's document
+    ]
+    assert {p.name for p in (out / "tables").iterdir()} >= {"ssl_miniworld.md", "published.md"}
+    assert (
+        "| resnet-mini+ssl | **61.2 (55.0–67.1)** |"
+        in (out / "tables" / "ssl_miniworld.md").read_text()
+    )

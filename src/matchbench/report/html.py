@@ -11,6 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from matchbench import __version__
+from matchbench.report.section import Section
 from matchbench.report.tables import Table
 
 if TYPE_CHECKING:  # figures imports matplotlib; the page only needs the Plot type
@@ -63,20 +64,8 @@ class Page:
     bar_plots: list[Plot]
     reproduce: str
     published: Table | None = None
-    mining: Table | None = None
-    mining_plots: list[Plot] = field(default_factory=list)
     curve_plots: list[Plot] = field(default_factory=list)
-    correspondence: CorrespondencePart | None = None
-
-
-@dataclass(frozen=True)
-class CorrespondencePart:
-    """The "Semantic correspondence" section: warnings first, then tables, then figures."""
-
-    notes: list[str]
-    main_table: Table
-    tables: list[Table]
-    plots: list[Plot]
+    sections: list[Section] = field(default_factory=list)  # the tracks', in registry order
 
 
 def table_html(table: Table) -> str:
@@ -128,23 +117,20 @@ def _names(names: list[str]) -> str:
 
 def render_page(page: Page) -> str:
     sections = [("summary", "Summary", _summary(page))]
-    # A report of correspondence alone has no generic tables: no empty sections for them.
-    with_correspondence = page.correspondence is not None
-    if page.main_tables or page.published is not None or not with_correspondence:
+    # Where track sections replace the generic tables, no empty generic sections.
+    if page.main_tables or page.published is not None or not page.sections:
         sections.append(("results", "Main results", _results(page)))
-    if page.bar_plots or not with_correspondence:
+    if page.bar_plots or not page.sections:
         sections.append(("figures", "Figures", "\n".join(figure_html(p) for p in page.bar_plots)))
-    if page.correspondence is not None:
-        sections.append(("correspondence", "Semantic correspondence", _correspondence(page)))
+    sections += [(s.anchor, s.title, _section(s)) for s in page.sections]
     sections += [
-        ("mining", "Mining", _mining(page)),
         ("learning-curves", "Learning curves", _curves(page)),
         ("reproduce", "How to reproduce", _reproduce(page)),
     ]
-    nav = " ".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title, _ in sections)
+    nav = " ".join(f'<a href="#{escape(a)}">{escape(title)}</a>' for a, title, _ in sections)
     body = "\n".join(
-        f'<section id="{sid}">\n<h2>{escape(title)}</h2>\n{content}\n</section>'
-        for sid, title, content in sections
+        f'<section id="{escape(a)}">\n<h2>{escape(title)}</h2>\n{content}\n</section>'
+        for a, title, content in sections
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -180,15 +166,11 @@ def _summary(page: Page) -> str:
             "(task, dataset, model, metric, value, ci_low, ci_high; fractions)",
         ),
     ]
-    if page.correspondence is not None and page.correspondence.notes:
-        n = len(page.correspondence.notes)
-        rows.append(
-            (
-                "Warnings",
-                f"{n} note{'s' if n > 1 else ''} on skipped pairs and pair counts in "
-                '<a href="#correspondence">Semantic correspondence</a>',
-            )
-        )
+    for s in page.sections:
+        if s.warnings:
+            n, about = len(s.warnings), f" {s.warnings_about}" if s.warnings_about else ""
+            link = f'<a href="#{escape(s.anchor)}">{escape(s.title)}</a>'
+            rows.append(("Warnings", f"{n} note{'s' if n > 1 else ''}{escape(about)} in {link}"))
     items = "\n".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return f'<dl class="summary">\n{items}\n</dl>'
 
@@ -200,29 +182,17 @@ def _results(page: Page) -> str:
     return "\n".join(parts)
 
 
-def _correspondence(page: Page) -> str:
-    part = page.correspondence
-    assert part is not None
-    parts = [f'<p class="warning">{escape(note)}</p>' for note in part.notes]
-    for table in (part.main_table, *part.tables):
-        parts.append(f"<h3>{escape(table.title)}</h3>\n{table_html(table)}")
-    parts += [figure_html(p) for p in part.plots]
-    return "\n".join(parts)
-
-
-def _mining(page: Page) -> str:
-    if page.mining is None and not page.mining_plots:
-        return _note("No mining statistics were given (--mining-stats).")
-    parts = []
-    if page.mining is not None:
-        parts.append(table_html(page.mining))
-    parts += [figure_html(p) for p in page.mining_plots]
+def _section(section: Section) -> str:
+    parts = [f'<p class="warning">{escape(w)}</p>' for w in section.warnings]
+    parts += [_note(n) for n in section.notes]
+    parts += [f"<h3>{escape(t.title)}</h3>\n{table_html(t)}" for t in section.tables]
+    parts += [figure_html(p) for p in section.plots]
     return "\n".join(parts)
 
 
 def _curves(page: Page) -> str:
     if not page.curve_plots:
-        return _note("No training logs were given (--train-logs).")
+        return _note("No training logs: no metrics document names one (artifacts.train_log).")
     return "\n".join(figure_html(p) for p in page.curve_plots)
 
 

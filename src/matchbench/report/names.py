@@ -1,4 +1,4 @@
-"""Names in the report: file names of outputs, titles of datasets, the order of models."""
+"""Names in the report: file names of outputs and the order of models."""
 
 from __future__ import annotations
 
@@ -7,15 +7,6 @@ import re
 from collections.abc import Iterable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-# How the papers spell the datasets the config names by short keys (config/*.yaml), in the
-# order of the unified benchmark's tables.
-DATASET_TITLES = {
-    "spair71k": "SPair-71k",
-    "pfpascal": "PF-PASCAL",
-    "ap10k": "AP-10K",
-    "miniworld-spair": "mini-world (SPair-71k layout)",
-}
 
 
 def slug(name: str) -> str:
@@ -36,11 +27,6 @@ def stem(*names: str) -> str:
     return "_".join(slug(n) for n in names)
 
 
-def dataset_title(name: str) -> str:
-    """``spair71k`` -> ``SPair-71k``; a name the report does not know is shown as it is."""
-    return DATASET_TITLES.get(name, name)
-
-
 def is_finetuned(model: str) -> bool:
     """``<backbone>+<recipe>`` is a fine-tuned model (docs/contracts.md, "Model names")."""
     return "+" in model
@@ -49,9 +35,3 @@ def is_finetuned(model: str) -> bool:
 def ordered_models(models: Iterable[str]) -> list[str]:
     """Frozen backbones first, then fine-tuned models, each by name (the papers' row order)."""
     return sorted(set(models), key=lambda m: (is_finetuned(m), m))
-
-
-def ordered_datasets(datasets: Iterable[str]) -> list[str]:
-    """The datasets the report knows in the papers' column order, then the others by name."""
-    rank = {name: i for i, name in enumerate(DATASET_TITLES)}
-    return sorted(set(datasets), key=lambda d: (rank.get(d, len(rank)), d))

@@ -1,7 +1,8 @@
-"""The report promise for semantic correspondence: metrics JSONs (and predictions with their
-images) in; the unified benchmark's main table, a variant table per dataset, PCK curves,
-category, flag and fine-tuned-vs-frozen bars, example keypoint transfers and visible warnings
-out; a malformed input stops it with no report written."""
+"""The report promise for semantic correspondence: metrics documents (and the predictions
+they name, with their images from the layout) in; the track's section out, in place of the
+generic table: the unified benchmark's main table, a variant table per dataset, PCK curves,
+category, flag and fine-tuned-vs-frozen bars, example keypoint transfers and visible warnings;
+a malformed input stops it with no report written."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from matchbench.cli import main
-from matchbench.report.gather import read_transfer_samples, select_transfer_pairs
+from matchbench.layout import Layout
+from matchbench.report.gather import read_metrics_docs
+from matchbench.tracks.correspondence import shown_models
+from matchbench.tracks.correspondence.report_transfers import (
+    predictions_files,
+    read_transfer_samples,
+    select_transfer_pairs,
+)
 
 ALPHAS = (0.05, 0.1, 0.15)
 FROZEN, TUNED = "resnet-mini", "resnet-mini+correspondence"
@@ -59,12 +68,7 @@ def corr_doc(dataset: str, model: str, pck: tuple[float, ...] | None = None) -> 
         if spair
         else {}
     )
-    per_category = {
-        "pck@0.1": {
-            c: (pck[1] - 0.05 * i if spair else _ci(pck[1] - 0.05 * i))
-            for i, c in enumerate(CATEGORIES[dataset])
-        }
-    }
+    per_category = {"pck@0.1": {c: pck[1] - 0.05 * i for i, c in enumerate(CATEGORIES[dataset])}}
     return {
         "task": "correspondence",
         "dataset": dataset,
@@ -91,6 +95,29 @@ def corr_doc(dataset: str, model: str, pck: tuple[float, ...] | None = None) -> 
 def _write_json(path: Path, doc: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc))
+    return path
+
+
+def _config(root: Path, name: str = "config.yaml", data: Path | None = None) -> Path:
+    """The run's config: the layout under ``root``, each backbone frozen and fine-tuned."""
+    cfg = {
+        "paths": {"data": str(data or root / "data"), "results": str(root / "results")},
+        "datasets": {
+            "spair71k": {"family": "spair71k"},
+            "ap10k": {"family": "ap10k"},
+            "miniworld": {"family": "miniworld"},
+        },
+        "backbones": {"resnet-mini": {"source": "timm", "arch": "test_resnet"}},
+        "tracks": {
+            "correspondence": {
+                "datasets": ["spair71k", "ap10k"],
+                "backbones": [FROZEN],
+                "finetune": [FROZEN],
+            }
+        },
+    }
+    path = root / name
+    path.write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -148,11 +175,21 @@ def _predictions(path: Path, pairs: list[dict], error: float) -> Path:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("corr")
     metrics_dir = root / "results" / "metrics" / "correspondence"
-    metrics = [
-        _write_json(metrics_dir / ds / f"{model}.json", corr_doc(ds, model))
-        for ds in ("spair71k", "ap10k")
-        for model in (FROZEN, TUNED)
-    ]
+    predictions: dict[tuple[str, str], Path] = {}
+    for ds, models in (("spair71k", (TUNED, FROZEN)), ("ap10k", (FROZEN,))):
+        _, pairs = _dataset(root, ds)
+        for model in models:
+            error = 2.0 if model == TUNED else 9.0
+            path = metrics_dir / ds / f"{model}.predictions.parquet"
+            predictions[ds, model] = _predictions(path, pairs, error)
+    metrics, bare = [], []
+    for ds in ("spair71k", "ap10k"):
+        for model in (FROZEN, TUNED):
+            doc = corr_doc(ds, model)
+            bare.append(_write_json(root / "bare" / ds / f"{model}.json", doc))
+            if (ds, model) in predictions:  # AP-10K's fine-tuned model names none
+                doc["artifacts"] = {"predictions": str(predictions[ds, model])}
+            metrics.append(_write_json(metrics_dir / ds / f"{model}.json", doc))
     ssl = _write_json(
         root / "results" / "metrics" / "ssl" / "miniworld" / f"{FROZEN}.json",
         {
@@ -165,29 +202,28 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "extra": {},
         },
     )
-    indexes, predictions = [], []
-    for ds, models in (("spair71k", (TUNED, FROZEN)), ("ap10k", (FROZEN,))):
-        index, pairs = _dataset(root, ds)
-        indexes.append(index)
-        for model in models:
-            error = 2.0 if model == TUNED else 9.0
-            predictions.append(_predictions(metrics_dir / ds / f"{model}.predictions.parquet", pairs, error))  # fmt: skip
     return {
         "root": root,
+        "config": _config(root),
         "metrics": metrics,
+        "bare": bare,  # the same documents, naming no predictions
         "ssl": ssl,
-        "indexes": indexes,
         "predictions": predictions,
     }
 
 
-def _argv(world: dict, out: Path, *, ssl: bool = True, predictions: bool = True) -> list[str]:
-    argv = ["report", "--out", str(out), "--title", "correspondence demo"]
-    argv += ["--metrics", *map(str, world["metrics"]), *([str(world["ssl"])] if ssl else [])]
-    if predictions:
-        argv += ["--predictions", *map(str, world["predictions"])]
-        argv += ["--predictions-index", *map(str, world["indexes"])]
-    return argv
+def _argv(
+    world: dict,
+    out: Path,
+    *,
+    ssl: bool = True,
+    predictions: bool = True,
+    config: Path | None = None,
+) -> list[str]:
+    argv = ["report", "--config", str(config or world["config"]), "--out", str(out)]
+    argv += ["--title", "correspondence demo", "--metrics"]
+    argv += map(str, world["metrics"] if predictions else world["bare"])
+    return argv + ([str(world["ssl"])] if ssl else [])
 
 
 @pytest.fixture(scope="module")
@@ -282,12 +318,14 @@ def test_page_has_the_section_tables_figures_and_skip_note(report: Path) -> None
     note = f'<p class="warning">AP-10K: 12 pairs skipped: {SKIP_REASON}</p>'
     assert note in page
     assert page.count('class="warning"') == 1  # SPair-71k skipped none
-    assert '<a href="#correspondence">Semantic correspondence</a>' in page
-    for section in ("summary", "results", "figures", "correspondence", "mining", "reproduce"):
-        assert f'<section id="{section}">' in page
     assert (
-        page.index('id="figures"') < page.index('id="correspondence"') < page.index('id="mining"')
-    )
+        '<dt>Warnings</dt><dd>1 note on skipped pairs and pair counts in <a href="#correspondence">'
+        "Semantic correspondence</a></dd>"
+    ) in page
+    # The generic parts, then the tracks' sections in registry order (ssl's, then this one).
+    sections = ("summary", "results", "figures", "mining", "correspondence", "reproduce")
+    at = [page.index(f'<section id="{section}">') for section in sections]
+    assert at == sorted(at)
     for name in (p.name for p in (report / "figures").iterdir()):
         assert f'src="figures/{name}"' in page
     for stem in ("correspondence", "correspondence_variants_spair71k", "correspondence_runs"):
@@ -308,18 +346,18 @@ def test_correspondence_only_report_and_rerun_bytes(world: dict, report: Path) -
     assert not (out / "figures" / "transfers_spair71k.png").exists()
     again = world["root"] / "reports" / "again"
     argv = _argv(world, again)
-    argv[argv.index("--metrics") + 1 : argv.index("--predictions")] = reversed(
-        argv[argv.index("--metrics") + 1 : argv.index("--predictions")]
-    )
+    argv[argv.index("--metrics") + 1 :] = reversed(argv[argv.index("--metrics") + 1 :])
     assert main(argv) == 0
     for path in sorted(p for p in report.rglob("*") if p.is_file()):
         assert (again / path.relative_to(report)).read_bytes() == path.read_bytes(), path
 
 
 def test_transfers_are_the_same_pairs_spread_over_categories(world: dict) -> None:
-    (spair, ap10k) = read_transfer_samples(
-        world["predictions"], world["indexes"], model_order=[FROZEN, TUNED]
-    )
+    files: dict[str, dict[str, Path]] = {}
+    for (ds, model), path in world["predictions"].items():
+        files.setdefault(ds, {})[model] = path
+    layout = Layout(data=str(world["root"] / "data"))
+    (spair, ap10k) = read_transfer_samples(files, layout, model_order=[FROZEN, TUNED])
     assert spair.dataset == "spair71k" and ap10k.dataset == "ap10k"
     assert spair.models == (FROZEN, TUNED)  # frozen first, whatever the order given
     assert [ex.category for ex in spair.examples] == ["aeroplane", "bicycle", "cat", "aeroplane"]
@@ -394,7 +432,7 @@ def test_malformed_correspondence_metrics_stop_the_report(
     argv.insert(argv.index("--metrics") + 1, str(bad))
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and repr(key) in err
+    assert str(bad) in err and key in err  # the schema's message, or the track's own check
     assert not (tmp_path / "reports").exists()  # nothing written at all
 
 
@@ -415,7 +453,7 @@ def test_malformed_predictions_stop_the_report(
     message: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    good = world["predictions"][0]
+    good = world["predictions"]["spair71k", TUNED]
     df = pd.read_parquet(good)
     if value is None:
         df = df.drop(columns=[column])
@@ -424,8 +462,12 @@ def test_malformed_predictions_stop_the_report(
     bad = tmp_path / "results" / "metrics" / "correspondence" / "spair71k" / f"{TUNED}.predictions.parquet"  # fmt: skip
     bad.parent.mkdir(parents=True)
     df.to_parquet(bad, index=False)
+    doc = next(m for m in world["metrics"] if json.loads(m.read_text())["model"] == TUNED)
+    named = json.loads(doc.read_text())
+    named["artifacts"]["predictions"] = str(bad)
+    edited = _write_json(tmp_path / "edited.json", named)
     argv = _argv(world, tmp_path / "reports" / "bad")
-    argv[argv.index(str(good))] = str(bad)
+    argv[argv.index(str(doc))] = str(edited)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and message in err
@@ -435,13 +477,25 @@ def test_malformed_predictions_stop_the_report(
 def test_predictions_need_their_datasets_index(
     world: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = _argv(world, tmp_path / "reports" / "x")
-    argv.remove(str(world["indexes"][1]))  # ap10k's
-    assert main(argv) == 2
+    """The images of a dataset's pairs are its images.parquet in the config's layout."""
+    nowhere = tmp_path / "nowhere"
+    config = _config(tmp_path, data=nowhere)
+    assert main(_argv(world, tmp_path / "reports" / "x", config=config)) == 2
     err = capsys.readouterr().err
-    assert "no --predictions-index for dataset 'ap10k'" in err
-    assert str(world["predictions"][-1]) in err
-    argv = _argv(world, tmp_path / "reports" / "x", predictions=False)
-    assert main([*argv, "--predictions", str(world["predictions"][0])]) == 2
-    assert "--predictions needs --predictions-index" in capsys.readouterr().err
+    assert f"{nowhere / 'spair71k' / 'images.parquet'}: file not found" in err
     assert not (tmp_path / "reports").exists()
+
+
+def test_only_the_models_the_config_shows_are_drawn(world: dict) -> None:
+    """Each fine-tuned backbone frozen and tuned; without fine-tuning, the first backbone."""
+    docs = read_metrics_docs(world["metrics"])
+    shown = shown_models({"backbones": [FROZEN], "finetune": [FROZEN]})
+    assert predictions_files(docs, shown) == {
+        "spair71k": {m: world["predictions"]["spair71k", m] for m in (FROZEN, TUNED)},
+        "ap10k": {FROZEN: world["predictions"]["ap10k", FROZEN]},  # its tuned one names none
+    }
+    shown = shown_models({"backbones": [FROZEN], "finetune": []})
+    assert {ds: sorted(f) for ds, f in predictions_files(docs, shown).items()} == {
+        "spair71k": [FROZEN],
+        "ap10k": [FROZEN],
+    }
