@@ -155,7 +155,11 @@ def job_reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> tuple[li
         from matchbench.tracks import enabled
 
         keys += ["report", "run"]
-        modules += [_module_of(t.report) for t in enabled(cfg) if t.report]
+        for t in enabled(cfg):
+            if t.report:
+                modules.append(_module_of(t.report))
+            if t.reads:
+                keys += load_object(t.reads)(cfg, stage, opts)
     if track is None and stage == "mine":
         track = tasks().get(opts["track"])
     if track is not None and track.reads is not None:

@@ -73,7 +73,8 @@ class Track:
     # ``reads(cfg, stage, opts) -> [dotted config keys]``: what the track's jobs read besides
     # the shared keys (matchbench.reruns); they become the jobs' rerun params and DVC params.
     reads: str | None = None
-    # ``section(docs, out_dir, context) -> Section``: the track's part of the report.
+    # ``section(docs, ctx) -> Section`` (matchbench.report.section): the track's part of the
+    # report, from its own metrics documents.
     report: str | None = None
     # Feature kinds beyond global descriptors (``matchbench extract --<kind>``): kind ->
     # ``extract(cfg, dataset, model, out, weights) -> exit code``, printing its own summary.

@@ -65,6 +65,8 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
         return [f"{key}.train", f"{key}.features"]
     if stage == "evaluate":
         return [*maps, f"{key}.match", f"{key}.evaluate"]
+    if stage == "report":
+        return [f"{key}.backbones", f"{key}.finetune"]  # which transfers the section draws
     return []
 
 

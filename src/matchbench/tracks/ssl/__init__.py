@@ -62,6 +62,8 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
         return ["tracks.ssl.train", "tracks.ssl.evaluate"]  # evaluate: the kNN monitor's split
     if stage == "evaluate":
         return ["tracks.ssl.evaluate"]
+    if stage == "report":
+        return ["tracks.ssl.sampler"]  # whose mining statistics the section shows
     return []
 
 
