@@ -262,8 +262,8 @@ def test_cli_missing_config_is_one_line(tmp_path, capsys):
 
 def test_cli_unknown_backbone_reference_is_one_line(tmp_path, raw, capsys):
     raw["tracks"]["ssl"]["backbones"] = ["resnet-mni"]
-    code, lines = run_cli(capsys, "mine", "--config", str(write(tmp_path, raw)), "--features",
-                          "f", "--index", "i", "--out", "o")  # fmt: skip
+    code, lines = run_cli(capsys, "mine", "--config", str(write(tmp_path, raw)), "--track",
+                          "ssl", "--dataset", "miniworld", "--model", "resnet-mini")  # fmt: skip
     assert code == 2
     assert len(lines) == 1
     assert lines[0].startswith("matchbench mine: error: ")

@@ -28,7 +28,7 @@ from matchbench.models import (
 )
 from matchbench.models.backbones import save_state
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIP: dict[str, Any] = {"source": "open_clip", "arch": "clip-mini", "image_size": 64}
 CAPTIONS = ["a red square on grass", "two blue circles", "a striped triangle"]
 
