@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matchbench.tracks.correspondence.pairs import make_row, write_pairs_table
 from matchbench.data import INDEX_COLUMNS, register_family
-from matchbench.data.formats import ap10k, pfpascal, spair
 from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
+from matchbench.data.formats import ap10k, pfpascal, spair
 from matchbench.data.imagefolder import check_image
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_parquet
+from matchbench.tracks.correspondence.pairs import make_row, write_pairs_table
 
 KPS_TOLERANCE_PX = 2.0
 SPLITS = ("train", "val", "test")  # contract names; the files say trn for train
@@ -227,50 +227,18 @@ def write_tables(
 # --------------------------------------------------------------------------- SPair-71k
 
 
-def spair_root(raw_dir: Path) -> Path:
-    """The folder holding ``Layout/`` (the tarball extracts to ``SPair-71k/SPair-71k/``)."""
-    for root in (raw_dir, raw_dir / "SPair-71k", raw_dir / "SPair-71k" / "SPair-71k"):
-        if (root / "Layout" / "large").is_dir():
-            return root
-    raise MatchbenchError(
-        f"{raw_dir}: SPair-71k not found (expected Layout/large/{{trn,val,test}}.txt in it or in "
-        "SPair-71k/ under it; run `matchbench download` for this dataset first)"
-    )
-
-
 def spair_records(root: Path) -> tuple[list[PairRecord], list[str]]:
-    """Every pair of ``Layout/large/{trn,val,test}.txt``, read as the official loader does:
-    the layout line names the annotation ``PairAnnotation/<split>/<line>.json``."""
+    """Every pair of ``Layout/large/{trn,val,test}.txt``, read as the official loader does
+    (``spair.read_pairs``, the reader ``matchbench score`` uses too)."""
+    categories = spair.categories(root)
     images = root / "JPEGImages"
-    if not images.is_dir():
-        raise MatchbenchError(f"{images}: SPair-71k image folder not found")
-    categories = sorted(d.name for d in images.iterdir() if d.is_dir())
     records = []
     for split in SPLITS:
-        for where, name, src, trg, category in spair.read_layout(root, FILE_SPLIT[split]):
-            if category not in categories:
-                raise MatchbenchError(
-                    f"{where}: category {category!r} has no folder in {images} "
-                    f"(categories: {', '.join(categories)})"
-                )
-            path = root / "PairAnnotation" / FILE_SPLIT[split] / f"{name}.json"
-            if not path.is_file():
-                raise MatchbenchError(f"{where}: pair annotation {path} not found")
-            ann = spair.read_pair(path)
-            if ann["category"] != category:
-                raise MatchbenchError(
-                    f"{path}: category {ann['category']!r} disagrees with the layout line "
-                    f"{name!r} ({where})"
-                )
-            for side, stem in (("src", src), ("trg", trg)):
-                if Path(ann[f"{side}_imname"]).stem != stem:
-                    raise MatchbenchError(
-                        f"{path}: {side}_imname {ann[f'{side}_imname']!r} disagrees with the "
-                        f"layout line {name!r} ({where})"
-                    )
+        for ann in spair.read_pairs(root, FILE_SPLIT[split], known=categories):
+            category = ann["category"]
             records.append(
                 PairRecord(
-                    pair=name,
+                    pair=ann["name"],
                     split=split,
                     category=category,
                     src_image=images / category / ann["src_imname"],
@@ -280,14 +248,17 @@ def spair_records(root: Path) -> tuple[list[PairRecord], list[str]]:
                     src_bbox=ann["src_bbox"],
                     trg_bbox=ann["trg_bbox"],
                     flags={k: int(v) for k, v in ann["flags"].items()},
-                    source=path,
+                    source=ann["path"],
                 )
             )
     return records, categories
 
 
 def prepare_spair(raw_dir: Path, out_dir: Path, tolerance: float) -> None:
-    root = spair_root(raw_dir)
+    try:
+        root = spair.release_root(raw_dir)
+    except MatchbenchError as e:
+        raise MatchbenchError(f"{e}; run `matchbench download` for this dataset first") from None
     records, categories = spair_records(root)
     write_tables(
         out_dir,
