@@ -278,7 +278,7 @@ def test_spair71k_download_through_a_mirror_and_prepare(http_server, spair, tmp_
         fam.download(
             tmp_path / "raw2", {**options, "checksums": {"SPair-71k.tar.gz": "md5:" + "0" * 32}}
         )
-    with pytest.raises(MatchbenchError, match="unknown option"):
+    with pytest.raises(MatchbenchError, match="unknown key 'mirorr' \\(did you mean 'mirror'"):
         fam.download(tmp_path / "raw3", {"mirorr": "x"})
 
 
