@@ -1,8 +1,10 @@
 """Load, validate and resolve a matchbench config: the one config loader of the project.
 
-The schema (`schemas/config.schema.yaml`, linked from `workflow/schemas/`) documents every key.
-Errors name the file and the key path: ``config/x.yaml: tracks.ssl.train.epochs: 'ten' is not
-of type 'integer'``; an unknown key suggests the close ones.
+The schema (`schemas/config.schema.yaml`, linked from `workflow/schemas/`) documents every key;
+each track brings its block, and each dataset family the schema of its ``options``
+(``options_schema``), checked here with the rest. Errors name the file and the key path:
+``config/x.yaml: tracks.ssl.train.epochs: 'ten' is not of type 'integer'``; an unknown key
+suggests the close ones.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import yaml
 from matchbench.errors import MatchbenchError, did_you_mean
 from matchbench.layout import split_model
 
-__all__ = ["Config", "load_config", "resolve", "schema", "split_model", "validate"]
+__all__ = [
+    "Config", "fill_defaults", "load_config", "resolve", "schema", "schema_errors", "split_model",
+    "validate",
+]  # fmt: skip
 
 Config = dict[str, Any]
 
@@ -36,16 +41,18 @@ def schema() -> dict[str, Any]:
     return full
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def _path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(p) for p in error.absolute_path]
+    return ".".join(parts) or "(top level)"
 
 
 def _allowed_keys(sub: dict[str, Any]) -> list[str]:
     return sorted(sub.get("properties", {}))
 
 
-def _message(error: jsonschema.ValidationError) -> str:
-    where = _path(error)
+def _message(error: jsonschema.ValidationError, prefix: str = "") -> str:
+    where = _path(error, prefix)
     if error.validator == "additionalProperties" and error.validator_value is False:
         allowed = _allowed_keys(error.schema)
         extra = sorted(set(error.instance) - set(allowed))
@@ -55,18 +62,68 @@ def _message(error: jsonschema.ValidationError) -> str:
             hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
             parts.append(f"unknown key {key!r}{hint}")
         return f"{where}: {'; '.join(parts)}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "enum" and isinstance(error.instance, str):
+        known = [str(v) for v in error.validator_value]
+        return f"{where}: {error.message}{did_you_mean(error.instance, known)}"
     return f"{where}: {error.message}"
 
 
+def schema_errors(sub: dict[str, Any], instance: Any, prefix: str = "") -> list[str]:
+    """Every error of ``instance`` against the schema ``sub``, one line each, sorted by key
+    path; paths start with ``prefix`` (``datasets.mini.options``)."""
+    validator = jsonschema.Draft202012Validator(sub)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    return [_message(e, prefix) for e in errors]
+
+
+def _with_family_options(raw: Any) -> tuple[dict[str, Any], list[tuple[list[str], str]]]:
+    """The config schema with each dataset's ``options`` schema taken from its family
+    (``options_schema``), and the errors of datasets naming an unknown family."""
+    from matchbench.data import families, get_family
+
+    full = schema()
+    datasets = raw.get("datasets") if isinstance(raw, dict) else None
+    if not isinstance(datasets, dict):
+        return full, []
+    base = full["properties"]["datasets"]["additionalProperties"]
+    known = families()
+    named: dict[str, Any] = {}
+    errors: list[tuple[list[str], str]] = []
+    for name, spec in datasets.items():
+        family = spec.get("family") if isinstance(spec, dict) else None
+        if not isinstance(family, str):
+            continue  # the schema names what is wrong
+        if family not in known:
+            errors.append(
+                (
+                    ["datasets", str(name), "family"],
+                    f"datasets.{name}.family: unknown dataset family {family!r}"
+                    f"{did_you_mean(family, known)}; known: {', '.join(known)}",
+                )
+            )
+            continue
+        options = {**get_family(family).options_schema, "default": {}}
+        named[name] = {**base, "properties": {**base["properties"], "options": options}}
+    if not named:
+        return full, errors
+    block = {**full["properties"]["datasets"], "properties": named}
+    return {**full, "properties": {**full["properties"], "datasets": block}}, errors
+
+
 def validate(cfg: Config, source: str = "config") -> None:
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n  ".join(_message(e) for e in errors[:10])
+    """Check ``cfg`` against the schema, each dataset's ``options`` against its family's."""
+    full, family_errors = _with_family_options(cfg)
+    validator = jsonschema.Draft202012Validator(full)
+    found = [(list(map(str, e.absolute_path)), _message(e)) for e in validator.iter_errors(cfg)]
+    found = sorted(found + family_errors, key=lambda e: e[0])
+    if found:
+        lines = "\n  ".join(message for _, message in found[:10])
         raise MatchbenchError(f"{source}: invalid config:\n  {lines}")
 
 
-def _fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
+def fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
+    """Fill the schema ``sub``'s defaults into ``node`` (in place), at every level of fixed
+    properties and of ``additionalProperties`` schemas; returns ``node``."""
     if not isinstance(node, dict):
         return node
     props = sub.get("properties", {})
@@ -74,12 +131,12 @@ def _fill_defaults(node: Any, sub: dict[str, Any]) -> Any:
         if key not in node and "default" in prop:
             node[key] = copy.deepcopy(prop["default"])
         if key in node:
-            node[key] = _fill_defaults(node[key], prop)
+            node[key] = fill_defaults(node[key], prop)
     extra = sub.get("additionalProperties")
     if isinstance(extra, dict):
         for key in node:
             if key not in props:
-                node[key] = _fill_defaults(node[key], extra)
+                node[key] = fill_defaults(node[key], extra)
     return node
 
 
@@ -112,7 +169,7 @@ def resolve(raw: Config, source: str = "config") -> Config:
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
         )
     validate(raw, source)
-    cfg = _fill_defaults(copy.deepcopy(raw), schema())
+    cfg = fill_defaults(copy.deepcopy(raw), _with_family_options(raw)[0])
     _check_references(cfg, source)
     return cfg
 

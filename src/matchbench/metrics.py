@@ -10,8 +10,8 @@ Bad input data (a pair without keypoints, NaN scores, an empty set of queries) r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -64,6 +64,38 @@ def _ks(ks: int | Iterable[int]) -> list[int]:
 # --------------------------------------------------------------------------- correspondence
 
 
+def _pck_correct(
+    p: np.ndarray, g: np.ndarray, threshold: ArrayLike, alpha: float, valid: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) correctness and (N, K) validity of padded keypoints: the one PCK comparison."""
+    if p.ndim != 3 or p.shape[-1] != 2 or p.shape != g.shape:
+        raise MatchbenchError(
+            f"pck: pred and gt must both be (pairs, keypoints, 2); got {p.shape} and {g.shape}"
+        )
+    n, k = p.shape[:2]
+    t = np.asarray(threshold, dtype=np.float64)
+    if t.shape != (n,):
+        raise MatchbenchError(f"pck: threshold must have shape ({n},), got {t.shape}")
+    bad_t = np.flatnonzero(~np.isfinite(t) | (t <= 0))
+    if bad_t.size:
+        raise MatchbenchError(f"pck: threshold must be positive and finite; pairs {_first(bad_t)}")
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise MatchbenchError(f"pck: alpha must be positive, got {alpha}")
+    v = np.ones((n, k), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if v.shape != (n, k):
+        raise MatchbenchError(f"pck: valid must have shape ({n}, {k}), got {v.shape}")
+    empty = np.flatnonzero(v.sum(axis=1) == 0)
+    if empty.size:
+        raise MatchbenchError(f"pck: pairs {_first(empty)} have no valid keypoint")
+    dist = np.sqrt(((p - g) ** 2).sum(axis=-1))
+    nonfinite = np.flatnonzero((v & ~np.isfinite(dist)).any(axis=1))
+    if nonfinite.size:
+        raise MatchbenchError(
+            f"pck: non-finite coordinates at valid keypoints of pairs {_first(nonfinite)}"
+        )
+    return v & (np.where(v, dist, np.inf) <= alpha * t[:, None]), v
+
+
 def pck_per_pair(
     pred: ArrayLike,
     gt: ArrayLike,
@@ -83,34 +115,8 @@ def pck_per_pair(
     """
     p = np.asarray(pred, dtype=np.float64)
     g = np.asarray(gt, dtype=np.float64)
-    if p.ndim != 3 or p.shape[-1] != 2 or p.shape != g.shape:
-        raise MatchbenchError(
-            f"pck: pred and gt must both be (pairs, keypoints, 2); got {p.shape} and {g.shape}"
-        )
-    n, k = p.shape[:2]
-    t = np.asarray(threshold, dtype=np.float64)
-    if t.shape != (n,):
-        raise MatchbenchError(f"pck: threshold must have shape ({n},), got {t.shape}")
-    bad_t = np.flatnonzero(~np.isfinite(t) | (t <= 0))
-    if bad_t.size:
-        raise MatchbenchError(f"pck: threshold must be positive and finite; pairs {_first(bad_t)}")
-    if not np.isfinite(alpha) or alpha <= 0:
-        raise MatchbenchError(f"pck: alpha must be positive, got {alpha}")
-    v = np.ones((n, k), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    if v.shape != (n, k):
-        raise MatchbenchError(f"pck: valid must have shape ({n}, {k}), got {v.shape}")
-    counts = v.sum(axis=1)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        raise MatchbenchError(f"pck: pairs {_first(empty)} have no valid keypoint")
-    dist = np.sqrt(((p - g) ** 2).sum(axis=-1))
-    nonfinite = np.flatnonzero((v & ~np.isfinite(dist)).any(axis=1))
-    if nonfinite.size:
-        raise MatchbenchError(
-            f"pck: non-finite coordinates at valid keypoints of pairs {_first(nonfinite)}"
-        )
-    correct = v & (np.where(v, dist, np.inf) <= alpha * t[:, None])
-    return correct.sum(axis=1) / counts
+    correct, v = _pck_correct(p, g, threshold, alpha, valid)
+    return correct.sum(axis=1) / v.sum(axis=1)
 
 
 def pck(
@@ -131,13 +137,9 @@ def pck(
     """
     if per not in ("image", "point"):
         raise MatchbenchError(f"pck: per must be 'image' or 'point', got {per!r}")
-    per_pair = pck_per_pair(pred, gt, threshold, alpha, valid)
-    if per == "image":
-        return float(per_pair.mean())
-    n, k = np.asarray(pred).shape[:2]
-    v = np.ones((n, k), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-    counts = v.sum(axis=1)
-    return float((per_pair * counts).sum() / counts.sum())
+    p, g = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    correct, v = _pck_correct(p, g, threshold, alpha, valid)
+    return PckScores(correct[v], v.sum(axis=1)).value(per)
 
 
 def pck_threshold(
@@ -168,6 +170,108 @@ def pck_threshold(
             f"pck_threshold: non-positive box or image size in pairs {_first(bad)}"
         )
     return t
+
+
+def pck_key(alpha: float, per: Literal["image", "point"]) -> str:
+    """The metric's name in a metrics document: ``pck@0.1`` (per image) or ``pck_point@0.1``
+    (per point), alpha as Python prints the float."""
+    return f"{'pck' if per == 'image' else 'pck_point'}@{float(alpha)}"
+
+
+class PckScores:
+    """Keypoint correctness grouped by pair, and PCK's two aggregations of it.
+
+    ``correct`` (P,) bool holds the keypoints of every pair in pair order, ``counts`` (N,) how
+    many belong to each pair. Per image (``per="image"``): the mean over pairs of each pair's
+    fraction correct (``EVALUATOR.BY = 'image'`` in ``Visual-AI/Semantic-Correspondence``
+    ``utils/evaluator.py``). Per point (``per="point"``): correct keypoints over all keypoints
+    (``BY = 'point'``). Both intervals resample *pairs* (a keypoint's correctness is not
+    independent of its pair's): per point with :func:`bootstrap_ratio_ci`, whose draws are
+    those of the per-image :func:`bootstrap_ci` with the same seed.
+    """
+
+    def __init__(self, correct: ArrayLike, counts: ArrayLike) -> None:
+        self.correct = np.asarray(correct, dtype=bool)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        if self.counts.ndim != 1 or self.counts.size == 0 or (self.counts < 1).any():
+            raise MatchbenchError("pck: expected pairs, each with at least one keypoint")
+        if self.correct.shape != (int(self.counts.sum()),):
+            raise MatchbenchError(
+                f"pck: {self.correct.size} keypoints for pairs holding {int(self.counts.sum())}"
+            )
+        owner = np.repeat(np.arange(self.counts.size), self.counts)
+        self.hits = np.bincount(owner, weights=self.correct, minlength=self.counts.size)
+        self.per_pair = self.hits / self.counts
+
+    def value(self, per: Literal["image", "point"], mask: ArrayLike | None = None) -> float:
+        """PCK over the pairs of ``mask`` (default: all)."""
+        m = slice(None) if mask is None else np.asarray(mask, dtype=bool)
+        if per == "image":
+            return float(self.per_pair[m].mean())
+        return float(self.hits[m].sum() / self.counts[m].sum())
+
+    def summary(self, per: Literal["image", "point"], n_boot: int, seed: int) -> dict[str, Any]:
+        """``value``, ``ci_low``, ``ci_high`` (95% bootstrap over pairs) and ``n`` (pairs per
+        image, keypoints per point)."""
+        if per == "image":
+            return summarise(self.per_pair, n_boot, seed)
+        return summarise_ratio(self.hits, self.counts, n_boot, seed)
+
+    def per_category(
+        self, per: Literal["image", "point"], categories: ArrayLike
+    ) -> dict[str, float]:
+        """PCK within each category of the pairs (sorted by name)."""
+        if per == "image":
+            return per_category(self.per_pair, categories)
+        return per_category(self.hits, categories, den=self.counts)
+
+
+def pck_scores(
+    pred: ArrayLike, gt: ArrayLike, threshold: ArrayLike, counts: ArrayLike, alpha: float
+) -> PckScores:
+    """Score pooled keypoints: ``pred`` and ``gt`` (P, 2) hold every pair's keypoints in pair
+    order, ``counts`` (N,) how many each pair has, ``threshold`` (N,) each pair's T. A keypoint
+    is correct when ``||pred - gt||_2 <= alpha * T``, the comparison of :func:`pck_per_pair`."""
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.int64)
+    t = np.asarray(threshold, dtype=np.float64)
+    if p.ndim != 2 or p.shape[-1] != 2 or p.shape != g.shape:
+        raise MatchbenchError(
+            f"pck: pred and gt must both be (keypoints, 2); got {p.shape} and {g.shape}"
+        )
+    if c.ndim != 1 or t.shape != c.shape or (c < 0).any() or int(c.sum()) != len(p):
+        raise MatchbenchError(
+            f"pck: counts {c.shape} and threshold {t.shape} must be per pair and cover the "
+            f"{len(p)} keypoints"
+        )
+    owner = np.repeat(np.arange(c.size), c)
+    correct, _ = _pck_correct(p[:, None, :], g[:, None, :], t[owner], alpha, None)
+    return PckScores(correct[:, 0], c)
+
+
+def pck_metrics(
+    scores: Mapping[float, PckScores],
+    n_boot: int,
+    seed: int,
+    categories: ArrayLike | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
+    """The ``metrics`` and ``per_category`` blocks of a correspondence metrics document.
+
+    For each alpha of ``scores``: ``pck@alpha`` and ``pck_point@alpha`` (:func:`pck_key`) with
+    their intervals and, given the pairs' ``categories`` (N,), the same per category (values
+    only). The one PCK aggregation of the pipeline's evaluation and of ``matchbench score``.
+    """
+    metrics: dict[str, dict[str, Any]] = {}
+    by_category: dict[str, dict[str, float]] = {}
+    for alpha, s in scores.items():
+        for per in ("image", "point"):
+            metrics[pck_key(alpha, per)] = s.summary(per, n_boot, seed)
+    if categories is not None:
+        for alpha, s in scores.items():
+            for per in ("image", "point"):
+                by_category[pck_key(alpha, per)] = s.per_category(per, categories)
+    return metrics, by_category
 
 
 # --------------------------------------------------------------------------- ranking
@@ -520,6 +624,26 @@ def linear_probe_predict(
 # --------------------------------------------------------------------------- uncertainty
 
 
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``n_boot`` draws of ``n`` indices with replacement, in row blocks: one
+    ``np.random.default_rng(seed)`` stream, the same for every bootstrap of ``n`` values."""
+    rng = np.random.default_rng(seed)
+    for blk in _row_blocks(n_boot, n):
+        yield blk, rng.integers(0, n, size=(blk.stop - blk.start, n))
+
+
+def _check_bootstrap(n_boot: int, confidence: float, name: str) -> None:
+    if not 0 < confidence < 1 or n_boot < 1:
+        raise MatchbenchError(
+            f"{name}: need 0 < confidence < 1 and n_boot >= 1, got {confidence}, {n_boot}"
+        )
+
+
+def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    lo, hi = np.percentile(stats, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(
     per_query_values: ArrayLike,
     n_boot: int = 1000,
@@ -537,19 +661,44 @@ def bootstrap_ci(
         raise MatchbenchError("bootstrap_ci: no values")
     if np.isnan(v).any():
         raise MatchbenchError("bootstrap_ci: NaN among the values")
-    if not 0 < confidence < 1 or n_boot < 1:
-        raise MatchbenchError(
-            f"bootstrap_ci: need 0 < confidence < 1 and n_boot >= 1, got {confidence}, {n_boot}"
-        )
+    _check_bootstrap(n_boot, confidence, "bootstrap_ci")
     if v.size == 1:
         return float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
     means = np.empty(n_boot, dtype=np.float64)
-    for blk in _row_blocks(n_boot, v.size):
-        idx = rng.integers(0, v.size, size=(blk.stop - blk.start, v.size))
+    for blk, idx in _resamples(v.size, n_boot, seed):
         means[blk] = v[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(lo), float(hi)
+    return _percentiles(means, confidence)
+
+
+def bootstrap_ratio_ci(
+    num: ArrayLike,
+    den: ArrayLike,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap of the pooled ratio ``sum(num) / sum(den)``, resampling the
+    (num, den) units (for per-point PCK: the correct and the total keypoints of each pair).
+
+    The draws are those of :func:`bootstrap_ci` with the same seed and count, so with equal
+    ``den`` the interval is that of the mean of ``num / den``. One unit gives ``(r, r)``.
+    """
+    a = np.asarray(num, dtype=np.float64).ravel()
+    b = np.asarray(den, dtype=np.float64).ravel()
+    if a.size == 0 or a.shape != b.shape:
+        raise MatchbenchError(
+            f"bootstrap_ratio_ci: expected two equal non-empty vectors, got {a.shape}, {b.shape}"
+        )
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and (b > 0).all()):
+        raise MatchbenchError("bootstrap_ratio_ci: values must be finite, denominators positive")
+    _check_bootstrap(n_boot, confidence, "bootstrap_ratio_ci")
+    if a.size == 1:
+        r = float(a[0] / b[0])
+        return r, r
+    ratios = np.empty(n_boot, dtype=np.float64)
+    for blk, idx in _resamples(a.size, n_boot, seed):
+        ratios[blk] = a[idx].sum(axis=1) / b[idx].sum(axis=1)
+    return _percentiles(ratios, confidence)
 
 
 def summarise(per_query: ArrayLike, n_boot: int, seed: int) -> dict[str, float | int]:
@@ -563,7 +712,22 @@ def summarise(per_query: ArrayLike, n_boot: int, seed: int) -> dict[str, float |
     return {"value": float(v.mean()), "ci_low": low, "ci_high": high, "n": int(v.size)}
 
 
-def per_category(per_query: ArrayLike, categories: ArrayLike) -> dict[str, float]:
-    """Mean of per-query values within each category (sorted by name)."""
+def summarise_ratio(num: ArrayLike, den: ArrayLike, n_boot: int, seed: int) -> dict[str, Any]:
+    """The pooled ratio ``sum(num) / sum(den)`` with its 95% bootstrap interval over units
+    (:func:`bootstrap_ratio_ci`); ``n`` is ``sum(den)``, the pooled count (keypoints)."""
+    a = np.asarray(num, dtype=np.float64).ravel()
+    b = np.asarray(den).ravel()
+    low, high = bootstrap_ratio_ci(a, b, n_boot=n_boot, seed=seed)
+    return {"value": float(a.sum() / b.sum()), "ci_low": low, "ci_high": high, "n": int(b.sum())}
+
+
+def per_category(
+    per_query: ArrayLike, categories: ArrayLike, den: ArrayLike | None = None
+) -> dict[str, float]:
+    """Mean of per-query values within each category (sorted by name); with ``den``, the
+    pooled ratio ``sum(per_query) / sum(den)`` within each category."""
     v, c = np.asarray(per_query, dtype=np.float64).ravel(), np.asarray(categories).ravel()
-    return {str(k): float(v[c == k].mean()) for k in sorted(set(c.tolist()))}
+    if den is None:
+        return {str(k): float(v[c == k].mean()) for k in sorted(set(c.tolist()))}
+    d = np.asarray(den).ravel()
+    return {str(k): float(v[c == k].sum() / d[c == k].sum()) for k in sorted(set(c.tolist()))}

@@ -144,12 +144,22 @@ def test_cifar10_truncated_batch_is_a_clear_error(cifar):
 
 def test_options_are_checked(cifar):
     _, _, options, raw, out = cifar
-    with pytest.raises(MatchbenchError, match=r"unknown option\(s\) 'val_frac'"):
+    with pytest.raises(
+        MatchbenchError, match=r"cifar10: options: unknown key 'val_frac' \(did you mean 'val_fr"
+    ):
         Cifar10().prepare(raw, out, {"val_frac": 0.1})
-    with pytest.raises(MatchbenchError, match=r"option val_fraction = 1.5, expected"):
+    with pytest.raises(
+        MatchbenchError, match=r"options.val_fraction: 1.5 is greater than or equal"
+    ):
         Cifar10().prepare(raw, out, {"val_fraction": 1.5})
-    with pytest.raises(MatchbenchError, match="unknown option"):
+    with pytest.raises(MatchbenchError, match="unknown key 'unlabeled'"):
         Cifar10().prepare(raw, out, {"unlabeled": True})  # an STL-10 option only
+    with pytest.raises(MatchbenchError, match="options.seed: -1 is less than the minimum of 0"):
+        Cifar10().prepare(raw, out, {"seed": -1})
+    with pytest.raises(MatchbenchError, match="options.checksums.a.bin: 'sha1:00' does not match"):
+        Cifar10().download(raw, {"checksums": {"a.bin": "sha1:00"}})
+    with pytest.raises(MatchbenchError, match="options.unlabeled: 'yes' is not of type 'boolean'"):
+        Stl10().prepare(raw, out, {"unlabeled": "yes"})
     with pytest.raises(MatchbenchError, match="run `matchbench download`"):
         Cifar10().prepare(raw, out, {})
 

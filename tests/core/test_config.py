@@ -15,6 +15,7 @@ import yaml
 
 from matchbench.cli import main
 from matchbench.config import load_config, resolve, schema
+from matchbench.data import get_family
 from matchbench.errors import MatchbenchError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,10 +189,113 @@ def test_defaults_are_not_shared_between_configs(raw):
     )
 
 
-@pytest.mark.parametrize("path", [ROOT / "config" / "default.yaml", TINY])
+@pytest.mark.parametrize("path", [*sorted((ROOT / "config").glob("*.yaml")), TINY])
 def test_shipped_configs_load(path):
     cfg = load_config(path)
-    assert cfg["tracks"]["ssl"]["dataset"] in cfg["datasets"]
+    for name, spec in cfg["datasets"].items():  # every family's defaults filled in
+        for key, prop in get_family(spec["family"]).options_schema["properties"].items():
+            assert key in spec["options"] or "default" not in prop, (name, key)
+
+
+# --------------------------------------------------------------------------- dataset options
+
+
+def test_family_option_defaults_are_filled_in(raw):
+    cfg = resolve(raw)
+    mini = cfg["datasets"]["miniworld"]["options"]
+    assert mini["image_size"] == 32  # given
+    assert mini["max_clutter"] == 3 and mini["gradient"] is True  # the family's defaults
+    assert mini["textures"] == ["solid", "stripes", "checker", "dots"]
+    assert "progress" not in mini  # declared without a default
+    spair = cfg["datasets"]["mini-spair"]["options"]
+    assert spair["pairs"] == {"train": 12, "val": 0, "test": 9}  # given whole, not merged
+    assert spair["rotation"] == 30.0 and spair["kps_tolerance"] == 2.0 and spair["mark"] is True
+    raw["datasets"]["miniworld"]["options"]["per_class"] = {"train": 4}
+    # a split left out has no images, as before: nested counts get no default
+    assert resolve(raw)["datasets"]["miniworld"]["options"]["per_class"] == {"train": 4}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "option", "value", "expected"),
+    [
+        ("miniworld", "per_clas", {"train": 4}, "datasets.miniworld.options: unknown key "
+         "'per_clas' (did you mean 'per_class'?)"),
+        ("miniworld", "gradient", "no", "datasets.miniworld.options.gradient: 'no' is not of "
+         "type 'boolean'"),
+        ("miniworld", "per_class", {"train": -3}, "datasets.miniworld.options.per_class.train: "
+         "-3 is less than the minimum of 0"),
+        ("miniworld", "per_class", {"trian": 3}, "datasets.miniworld.options.per_class: unknown "
+         "key 'trian' (did you mean 'train'?)"),
+        ("miniworld", "image_size", "big", "datasets.miniworld.options.image_size: 'big' is not "
+         "of type 'integer'"),
+        ("miniworld", "image_size", 0, "datasets.miniworld.options.image_size: 0 is less than "
+         "the minimum of 8"),
+        ("miniworld", "image_size", [32, 32], "datasets.miniworld.options.image_size: [32, 32] "
+         "is not of type 'integer'"),
+        ("miniworld", "categories", ["triangle", "triangel"], "datasets.miniworld.options."
+         "categories.1: 'triangel' is not one of"),
+        ("miniworld", "textures", ["dots", "dots"], "datasets.miniworld.options.textures: "
+         "['dots', 'dots'] has non-unique elements"),
+        ("mini-spair", "rotation", 120, "datasets.mini-spair.options.rotation: 120 is greater "
+         "than the maximum of 90"),
+        ("mini-spair", "image_size", [48], "datasets.mini-spair.options.image_size: [48] is too "
+         "short"),
+        ("mini-spair", "kps_tolerance", -1, "datasets.mini-spair.options.kps_tolerance: -1 is "
+         "less than the minimum of 0"),
+        ("mini-spair", "rotaton", 10, "datasets.mini-spair.options: unknown key 'rotaton' (did "
+         "you mean 'rotation'?)"),
+    ],
+)  # fmt: skip
+def test_bad_dataset_option_names_its_key(raw, dataset, option, value, expected):
+    raw["datasets"][dataset]["options"][option] = value
+    assert expected in error_of(raw)
+
+
+def test_unknown_category_suggests_the_close_one(raw):
+    raw["datasets"]["miniworld"]["options"]["categories"] = ["triangel"]
+    assert "did you mean triangle" in error_of(raw)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"family": "cifar10", "options": {"val_fraction": 1}}, "options.val_fraction: 1 is "
+         "greater than or equal to the maximum of 1"),
+        ({"family": "stl10", "options": {"unlabeled": "no"}}, "options.unlabeled: 'no' is not "
+         "of type 'boolean'"),
+        ({"family": "imagefolder", "options": {"root": 3}}, "options.root: 3 is not of type "
+         "'string'"),
+        ({"family": "imagefolder", "options": {"rot": "x"}}, "unknown key 'rot' (did you mean "
+         "'root'?)"),
+        ({"family": "spair71k", "options": {"mirror": ""}}, "options.mirror: '' should be "
+         "non-empty"),
+        ({"family": "pfpascal", "options": {"checksums": {"x.zip": "md5:zz"}}},
+         "options.checksums.x.zip: 'md5:zz' does not match"),
+        ({"family": "ap10k", "options": {"kps_tolerance": "2"}}, "options.kps_tolerance: '2' is "
+         "not of type 'number'"),
+        ({"family": "ap10k", "options": {"mirror": "x"}}, "unknown key 'mirror'"),
+        ({"family": "miniwrld"}, "datasets.extra.family: unknown dataset family 'miniwrld'; did "
+         "you mean miniworld"),
+    ],
+)  # fmt: skip
+def test_every_family_checks_its_options(raw, spec, expected):
+    raw["datasets"]["extra"] = spec
+    msg = error_of(raw)
+    assert expected in msg
+    assert "datasets.extra." in msg
+
+
+def test_cli_bad_dataset_option_is_one_line_per_problem(tmp_path, raw, capsys):
+    raw["datasets"]["miniworld"]["options"] |= {"per_clas": {"train": 4}, "gradient": "no"}
+    p = write(tmp_path, raw)
+    code, lines = run_cli(capsys, *EXTRACT, "--config", str(p))
+    assert code == 2
+    assert lines[0] == f"matchbench extract: error: {p}: invalid config:"
+    assert lines[1] == "  datasets.miniworld.options: unknown key 'per_clas' (did you mean " + (
+        "'per_class'?); allowed keys: categories, gradient, image_size, instances_per_class, "
+        "max_clutter, per_class, progress, seed, textures"
+    )
+    assert lines[2] == "  datasets.miniworld.options.gradient: 'no' is not of type 'boolean'"
 
 
 # --------------------------------------------------------------------------- references
@@ -262,8 +366,8 @@ def test_cli_missing_config_is_one_line(tmp_path, capsys):
 
 def test_cli_unknown_backbone_reference_is_one_line(tmp_path, raw, capsys):
     raw["tracks"]["ssl"]["backbones"] = ["resnet-mni"]
-    code, lines = run_cli(capsys, "mine", "--config", str(write(tmp_path, raw)), "--track",
-                          "ssl", "--dataset", "miniworld", "--model", "resnet-mini")  # fmt: skip
+    code, lines = run_cli(capsys, "mine", "--config", str(write(tmp_path, raw)), "--track", "ssl",
+                          "--dataset", "miniworld", "--model", "resnet-mini")  # fmt: skip
     assert code == 2
     assert len(lines) == 1
     assert lines[0].startswith("matchbench mine: error: ")
@@ -303,3 +407,39 @@ def test_cli_invalid_yaml_is_one_line(tmp_path, capsys):
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"matchbench extract: error: {p}")
     assert "line 3" in lines[0]
+
+
+def test_families_called_directly_check_the_same_schema(tmp_path):
+    """A family's own download/prepare read their options through the same schema."""
+    mini = get_family("miniworld")
+    with pytest.raises(MatchbenchError, match=r"^dataset miniworld: options: unknown key 'per_c"):
+        mini.download(tmp_path / "raw", {"per_clas": {"train": 1}})
+    with pytest.raises(MatchbenchError, match="options.categories.0: 'circle' is not one of"):
+        mini.download(tmp_path / "raw", {"categories": ["circle"]})
+    assert not (tmp_path / "raw").exists()
+    spair = get_family("miniworld-spair")
+    with pytest.raises(MatchbenchError, match="options.scale.0: 0 is less than or equal to"):
+        spair.download(tmp_path / "raw", {"scale": [0, 0.5]})
+    # what a schema cannot say is checked before anything is written
+    with pytest.raises(MatchbenchError, match=r"option image_size = \[100, 50\]"):
+        spair.download(tmp_path / "raw", {"image_size": [100, 50]})
+    assert not (tmp_path / "raw").exists()
+
+
+def test_docs_list_each_familys_options():
+    """docs/datasets.md names exactly the options each family's schema declares."""
+    import re
+
+    text = (ROOT / "docs" / "datasets.md").read_text()
+    listed: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`[a-z0-9-]+`", cells[0]):
+            listed[cells[0].strip("`")] = set(re.findall(r"`([a-z_]+)`", cells[2]))
+    generator = text[text.index("| option | default | |") :]
+    generator = generator[: generator.index("\n\n")]
+    for line in generator.splitlines()[2:]:
+        listed["miniworld-spair"] |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    for family in ("miniworld", "cifar10", "stl10", "imagefolder", "spair71k", "pfpascal",
+                   "ap10k", "miniworld-spair"):  # fmt: skip
+        assert listed[family] == set(get_family(family).options_schema["properties"]), family

@@ -64,6 +64,54 @@ def test_pck_threshold_bbox_and_image():
         M.pck_threshold(bbox_xyxy=[[0, 0, 1, 1]], image_hw=[[1, 1]])
 
 
+def test_pooled_pck_scores_agree_with_the_padded_pck():
+    g = np.random.default_rng(1)
+    counts = g.integers(1, 6, size=30)
+    gt = g.uniform(0, 100, (int(counts.sum()), 2))
+    pred = gt + g.normal(0, 8, gt.shape)
+    t = g.uniform(20, 120, counts.size)
+    s = M.pck_scores(pred, gt, t, counts, 0.1)
+    assert s.correct.shape == (int(counts.sum()),) and s.per_pair.shape == (30,)
+    padded_pred, padded_gt = np.zeros((30, 5, 2)), np.zeros((30, 5, 2))
+    valid = np.arange(5)[None, :] < counts[:, None]
+    padded_pred[valid], padded_gt[valid] = pred, gt
+    for per in ("image", "point"):
+        assert s.value(per) == M.pck(padded_pred, padded_gt, t, 0.1, valid, per)
+    np.testing.assert_array_equal(s.per_pair, M.pck_per_pair(padded_pred, padded_gt, t, 0.1, valid))
+
+
+def test_pck_scores_summaries_and_categories():
+    # pair 0: 1 of 1 correct, pair 1: 1 of 3, pair 2: 0 of 2
+    s = M.PckScores([True, True, False, False, False, False], [1, 3, 2])
+    np.testing.assert_allclose(s.per_pair, [1.0, 1 / 3, 0.0])
+    image, point = s.summary("image", 300, 0), s.summary("point", 300, 0)
+    assert image["value"] == pytest.approx(4 / 9) and image["n"] == 3
+    assert point["value"] == pytest.approx(2 / 6) and point["n"] == 6
+    for m in (image, point):
+        assert m["ci_low"] <= m["value"] <= m["ci_high"]
+    cats = np.array(["b", "a", "b"])
+    assert s.per_category("image", cats) == {"a": pytest.approx(1 / 3), "b": 0.5}
+    assert s.per_category("point", cats) == {"a": pytest.approx(1 / 3), "b": pytest.approx(1 / 3)}
+    assert s.value("point", cats == "b") == pytest.approx(1 / 3)
+    with pytest.raises(MatchbenchError, match="3 keypoints for pairs holding 4"):
+        M.PckScores([True] * 3, [2, 2])
+    with pytest.raises(MatchbenchError, match="at least one keypoint"):
+        M.PckScores([True], [1, 0])
+
+
+def test_pck_metrics_names_both_aggregations_per_alpha():
+    gt = np.zeros((3, 2))
+    pred = np.array([[1.0, 0.0], [4.0, 0.0], [0.0, 0.0]])
+    scores = {a: M.pck_scores(pred, gt, [20.0, 20.0], [2, 1], a) for a in (0.05, 0.1)}
+    values, per_category = M.pck_metrics(scores, 100, 0, np.array(["x", "y"]))
+    assert list(values) == ["pck@0.05", "pck_point@0.05", "pck@0.1", "pck_point@0.1"]
+    assert values["pck@0.05"]["value"] == pytest.approx(0.75)  # (1/2 + 1) / 2; 1 px <= 1 px
+    assert values["pck_point@0.1"]["value"] == pytest.approx(2 / 3)  # 4 px > 2 px
+    assert per_category["pck@0.1"] == {"x": 0.5, "y": 1.0}
+    assert M.pck_metrics(scores, 100, 0)[1] == {}
+    assert M.pck_key(0.1, "point") == "pck_point@0.1" and M.pck_key(1, "image") == "pck@1.0"
+
+
 # --------------------------------------------------------------------------- AP@k
 
 
@@ -290,3 +338,29 @@ def test_bootstrap_ci():
     assert M.bootstrap_ci(v, seed=3) == (lo, hi)
     with pytest.raises(MatchbenchError, match="no values"):
         M.bootstrap_ci([])
+
+
+def test_bootstrap_ratio_ci_draws_what_bootstrap_ci_draws():
+    g = np.random.default_rng(3)
+    hits = g.integers(0, 5, size=40).astype(float)
+    assert M.bootstrap_ratio_ci(hits, np.full(40, 4.0), 200, seed=7) == M.bootstrap_ci(
+        hits / 4, n_boot=200, seed=7
+    )
+    assert M.bootstrap_ratio_ci([1.0], [4.0], 200, seed=7) == (0.25, 0.25)
+    # units of different weight: the pooled ratio, not the mean of ratios
+    assert M.bootstrap_ratio_ci([0.0, 10.0], [1.0, 10.0], n_boot=2000) == (0.0, 1.0)
+    lo, hi = M.bootstrap_ratio_ci(hits, g.integers(4, 9, size=40), seed=1)
+    assert lo < hi
+    with pytest.raises(MatchbenchError, match="denominators positive"):
+        M.bootstrap_ratio_ci([1.0, 2.0], [1.0, 0.0])
+    with pytest.raises(MatchbenchError, match="equal non-empty"):
+        M.bootstrap_ratio_ci([1.0], [1.0, 2.0])
+
+
+def test_summaries_and_per_category():
+    assert M.summarise([1.0, 0.0, 1.0, 1.0], 100, 0)["value"] == 0.75
+    r = M.summarise_ratio([2, 1], [2, 4], 100, 0)
+    assert r["value"] == 0.5 and r["n"] == 6 and r["ci_low"] <= 0.5 <= r["ci_high"]
+    cats = ["b", "a", "b"]
+    assert M.per_category([1.0, 0.0, 0.5], cats) == {"a": 0.0, "b": 0.75}
+    assert M.per_category([1, 0, 1], cats, den=[1, 2, 3]) == {"a": 0.0, "b": 0.5}

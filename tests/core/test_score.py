@@ -12,6 +12,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from matchbench.cli import main
+from matchbench.documents import validate_document
 
 
 def _write(path: Path, obj) -> Path:
@@ -458,63 +459,114 @@ def spair_root(tmp_path: Path) -> Path:
         root / "PairAnnotation" / "test" / "000002-s-u:dog.json",
         {
             **base,
+            "trg_imname": "u.jpg",
             "category": "dog",
             "src_kps": [[1, 1]],
             "trg_kps": [[0, 0]],
             "trg_bndbox": [0, 0, 10, 10],
         },
     )
+    layout = root / "Layout" / "large" / "test.txt"
+    layout.parent.mkdir(parents=True)
+    layout.write_text("000001-s-t:cat\n000002-s-u:dog\n")
     return root
+
+
+def _score_spair(tmp_path: Path, preds: dict, root: Path, *extra: str) -> tuple[int, dict | None]:
+    path = _write(tmp_path / "kps.json", preds)
+    return _score(
+        tmp_path, "--benchmark", "spair", "--predictions", str(path), "--annotations", str(root),
+        *extra,
+    )  # fmt: skip
 
 
 def test_spair_pck_per_image_and_per_point(tmp_path, spair_root, capsys):
     # pair 1 (T = 100): errors of 5 px and 0 px; pair 2 (T = 10): an error of 5 px.
     preds = {"000001-s-t:cat": [[10, 15], [20, 20]], "000002-s-u:dog": [[3, 4]]}
-    path = _write(tmp_path / "kps.json", preds)
-    rc, doc = _score(
-        tmp_path,
-        "--benchmark",
-        "spair",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(spair_root),
-    )
+    rc, doc = _score_spair(tmp_path, preds, spair_root)
     assert rc == 0
     assert _value(doc, "pck@0.01") == pytest.approx(0.25)  # 1 px: (1/2 + 0) / 2
     assert _value(doc, "pck@0.05") == pytest.approx(0.5)  # 5 px, inclusive: (1 + 0) / 2
     assert _value(doc, "pck_point@0.05") == pytest.approx(2 / 3)
-    assert doc["metrics"]["pck_point@0.05"]["ci_low"] is None
     assert _value(doc, "pck@0.15") == pytest.approx(0.5)  # the dog needs 5 px <= 1.5 px
     assert doc["per_category"]["pck@0.05"] == {"cat": 1.0, "dog": 0.0}
-    assert doc["task"] == "correspondence"
+    assert doc["per_category"]["pck_point@0.01"] == {"cat": 0.5, "dog": 0.0}
+    assert doc["task"] == "correspondence" and doc["split"] == "test"
     assert "pck_point@0.1" in capsys.readouterr().out
 
 
+def test_every_per_query_metric_has_the_pipelines_interval(tmp_path, spair_root):
+    """Per point too: pairs resampled, their keypoints pooled, as the pipeline's evaluation."""
+    preds = {"000001-s-t:cat": [[10, 15], [20, 20]], "000002-s-u:dog": [[3, 4]]}
+    rc, doc = _score_spair(tmp_path, preds, spair_root, "--seed", "3")
+    assert rc == 0
+    for key, m in doc["metrics"].items():
+        assert m["ci_low"] is not None and m["ci_low"] <= m["value"] <= m["ci_high"], key
+    assert doc["metrics"]["pck@0.05"]["n"] == 2 and doc["metrics"]["pck_point@0.05"]["n"] == 3
+    # pair 1 alone: 2 of 2 points, 1.0; pair 2 alone: 0 of 1; both: 2 of 3
+    assert doc["metrics"]["pck_point@0.05"]["ci_low"] == 0.0
+    assert doc["metrics"]["pck_point@0.05"]["ci_high"] == 1.0
+    assert doc["extra"]["bootstrap"] == {"n_boot": 200, "seed": 3, "confidence": 0.95}
+    validate_document(doc, "score output")
+
+
+def test_spair_reads_the_layout_list_not_every_pair_file(tmp_path, spair_root):
+    """A PairAnnotation file no Layout/large line names is not part of the benchmark."""
+    stray = {"src_imname": "a.jpg", "trg_imname": "b.jpg", "category": "cat",
+             "src_kps": [[1, 1]], "trg_kps": [[2, 2]], "src_bndbox": [0, 0, 9, 9],
+             "trg_bndbox": [0, 0, 9, 9]}  # fmt: skip
+    _write(spair_root / "PairAnnotation" / "test" / "000003-a-b:cat.json", stray)
+    preds = {"000001-s-t:cat": [[10, 15], [20, 20]], "000002-s-u:dog": [[3, 4]]}
+    rc, doc = _score_spair(tmp_path, preds, spair_root)
+    assert rc == 0 and doc["extra"]["pairs"] == 2
+    # ... and a prediction for it is an unknown pair
+    rc, _ = _score_spair(tmp_path, {**preds, "000003-a-b:cat": [[2, 2]]}, spair_root)
+    assert rc == 2
+
+
+def test_spair_layout_line_without_its_annotation(tmp_path, spair_root, capsys):
+    (spair_root / "PairAnnotation" / "test" / "000002-s-u:dog.json").unlink()
+    rc, _ = _score_spair(tmp_path, {"000001-s-t:cat": [[1, 1], [2, 2]]}, spair_root)
+    err = capsys.readouterr().err
+    assert rc == 2 and "test.txt: line 2: pair annotation" in err and "not found" in err
+
+
 def test_spair_malformed(tmp_path, spair_root, capsys):
-    path = _write(tmp_path / "kps.json", {"000001-s-t:cat": [[10, 15]], "000002-s-u:dog": [[3, 4]]})
-    rc, _ = _score(
-        tmp_path,
-        "--benchmark",
-        "spair",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(spair_root),
-    )
+    preds = {"000001-s-t:cat": [[10, 15]], "000002-s-u:dog": [[3, 4]]}
+    rc, _ = _score_spair(tmp_path, preds, spair_root)
     err = capsys.readouterr().err
     assert rc == 2 and "entry '000001-s-t:cat': expected 2 finite [x, y] points" in err
-    path = _write(tmp_path / "kps.json", {"000001-s-t:cat": [[10, 15], [1, 1]]})
-    rc, _ = _score(
-        tmp_path,
-        "--benchmark",
-        "spair",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(spair_root),
-    )
+    rc, _ = _score_spair(tmp_path, {"000001-s-t:cat": [[10, 15], [1, 1]]}, spair_root)
     assert rc == 2 and "no prediction for pair '000002-s-u:dog'" in capsys.readouterr().err
+
+
+def test_score_and_the_pipeline_give_the_same_numbers(tmp_path):
+    """The same predictions scored by `matchbench score` and by the pipeline's evaluation
+    (from the prepared pair table) give the same metrics, intervals and categories, bit for bit."""
+    from matchbench.data import get_family
+    from matchbench.tracks.correspondence.evaluate import summarise
+    from matchbench.tracks.correspondence.pairs import keypoints, read_pairs_table
+    from matchbench.tracks.correspondence.synth import write_spair
+
+    small = {"categories": ["triangle", "star"], "pairs": {"train": 0, "val": 0, "test": 12},
+             "images_per_category": {"train": 0, "val": 0, "test": 4},
+             "instances_per_category": 2}  # fmt: skip
+    write_spair(tmp_path / "raw", seed=3, progress=False, **small)
+    get_family("spair71k").prepare(tmp_path / "raw", tmp_path / "data", {})
+    pairs = read_pairs_table(tmp_path / "data" / "pairs.parquet", "test")
+    kps = [keypoints(row) for _, row in pairs.iterrows()]
+    g = np.random.default_rng(0)
+    preds = [t + g.normal(0, 6, t.shape) for _, t in kps]
+    cfg = {"seed": 5, "tracks": {"correspondence": {
+        "match": {"primary": "nn"},
+        "evaluate": {"bootstrap": 200, "primary_alpha": 0.1, "alphas": [0.01, 0.05, 0.1, 0.15]},
+    }}}  # fmt: skip
+    pipeline, _ = summarise(cfg, pairs, kps, {"nn": preds})
+    by_name = {n: p.tolist() for n, p in zip(pairs["pair"], preds, strict=True)}
+    rc, doc = _score_spair(tmp_path, by_name, tmp_path / "raw", "--seed", "5")
+    assert rc == 0
+    assert doc["metrics"] == pipeline["metrics"]
+    assert doc["per_category"] == pipeline["per_category"]
 
 
 def test_pfpascal_threshold_is_the_target_image_size(tmp_path, capsys):
@@ -625,3 +677,26 @@ def test_sugarcrepe_malformed(tmp_path, sugar_root, capsys):
         str(sugar_root),
     )
     assert rc == 2 and "no replace_rel.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the format registry
+
+
+def test_formats_come_from_the_tracks_and_the_stage_table():
+    from matchbench.stages.score import FORMATS, formats
+    from matchbench.tracks import get_track, score_formats
+
+    track = dict(get_track("correspondence").score_formats)
+    assert set(track) == {"spair", "pfpascal", "ap10k"}
+    assert score_formats() == track
+    assert all(ref.startswith("matchbench.tracks.correspondence.score:") for ref in track.values())
+    assert set(formats()) == set(FORMATS) | set(track)
+    assert not set(FORMATS) & set(track)
+
+
+def test_unknown_benchmark_is_named_with_close_names(tmp_path):
+    from matchbench.errors import MatchbenchError
+    from matchbench.stages.score import score
+
+    with pytest.raises(MatchbenchError, match=r"unknown benchmark 'spiar'.*did you mean spair"):
+        score("spiar", [tmp_path / "p.json"], tmp_path)

@@ -1,14 +1,18 @@
 """Dataset families, registered by name.
 
 A family knows how to get a dataset's raw files (download them, or generate them) and how to
-turn its native layout into the common index ``images.parquet`` (see docs/contracts.md).
-Adding a dataset is one module with one ``@register_family`` class and its name in ``BUILTIN``
-(or, for a track's own datasets, in the track's ``families``).
+turn its native layout into the common index ``images.parquet`` (see docs/contracts.md), and
+declares the JSON schema of its ``options`` (``options_schema``, with their defaults): the
+config loader checks ``datasets.<name>.options`` against it and fills the defaults in, and the
+family reads its options through :func:`resolve_options`, so a family called directly sees the
+same checks and defaults. Adding a dataset is one module with one ``@register_family`` class
+and its name in ``BUILTIN`` (or, for a track's own datasets, in the track's ``families``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,12 +27,32 @@ class DatasetFamily(Protocol):
     tables is prepared by its track's rule, the others by the shared ``prepare`` rule."""
 
     name: str
+    # JSON schema of ``options``: an object of known keys, each with its type, range and
+    # (where it has one) default; see :func:`options_object`.
+    options_schema: dict[str, Any]
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
         """Fetch or generate the raw files into ``raw_dir`` (written whole, atomically)."""
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
         """Parse ``raw_dir`` and write ``out_dir/images.parquet`` (+ decoded images)."""
+
+
+def options_object(**properties: dict[str, Any]) -> dict[str, Any]:
+    """A family's ``options_schema``: an object of exactly these keys (each a JSON schema)."""
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+def resolve_options(family: DatasetFamily, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` checked against ``family.options_schema``, with its defaults filled in (a
+    new dict). Errors are one line naming the family and the option."""
+    from matchbench.config import fill_defaults, schema_errors
+
+    opts = copy.deepcopy(dict(options or {}))
+    errors = schema_errors(family.options_schema, opts, "options")
+    if errors:
+        raise MatchbenchError(f"dataset {family.name}: {'; '.join(errors)}")
+    return fill_defaults(opts, family.options_schema)
 
 
 _FAMILIES: dict[str, Callable[[], DatasetFamily]] = {}

@@ -28,8 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from matchbench.data import INDEX_COLUMNS, register_family
-from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
+from matchbench.data import (
+    INDEX_COLUMNS,
+    DatasetFamily,
+    options_object,
+    register_family,
+    resolve_options,
+)
+from matchbench.data.download import DOWNLOAD_OPTIONS, fetch
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_parquet
 
@@ -53,9 +59,15 @@ CIFAR10_RECORD_BYTES = 1 + 3 * CIFAR10_SIDE * CIFAR10_SIDE  # label byte + CHW p
 STL10_SIDE = 96
 STL10_IMAGE_BYTES = 3 * STL10_SIDE * STL10_SIDE
 
-PREPARE_OPTIONS = {
-    "val_fraction": "fraction of the official train split moved to split 'val' (default 0)",
-    "seed": "seed of the val draw (default 0)",
+PREPARE_OPTIONS: dict[str, dict[str, Any]] = {
+    "val_fraction": {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMaximum": 1,
+        "default": 0,
+        "description": "fraction of the official train split moved to split 'val'",
+    },
+    "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "seed of the val draw"},
 }
 
 
@@ -71,24 +83,15 @@ class _Options:
     unlabeled: bool
 
 
-def _parse_options(
-    family: str, options: Mapping[str, Any] | None, known: dict[str, str]
-) -> _Options:
-    options, mirror, checksums = download_options(family, options, known)
-    val_fraction = options.get("val_fraction", 0)
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, int | float)
-        or not 0 <= val_fraction < 1
-    ):
-        raise bad_option(family, options, "val_fraction", "a number in [0, 1)")
-    seed = options.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise bad_option(family, options, "seed", "a non-negative integer")
-    unlabeled = options.get("unlabeled", False)
-    if not isinstance(unlabeled, bool):
-        raise bad_option(family, options, "unlabeled", "true or false")
-    return _Options(mirror, checksums, float(val_fraction), seed, unlabeled)
+def _parse_options(family: DatasetFamily, options: Mapping[str, Any] | None) -> _Options:
+    o = resolve_options(family, options)
+    return _Options(
+        o["mirror"],
+        dict(o["checksums"]),
+        float(o["val_fraction"]),
+        o["seed"],
+        o.get("unlabeled", False),
+    )
 
 
 # --------------------------------------------------------------------------- reading
@@ -265,15 +268,15 @@ class Cifar10:
     """
 
     name = "cifar10"
-    options = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
+    options_schema = options_object(**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS)
     sources = [CIFAR10_SOURCE]
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        opts = _parse_options(self.name, options, self.options)
+        opts = _parse_options(self, options)
         fetch(self.sources, raw_dir, base_url=opts.mirror, checksums=opts.checksums)
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        opts = _parse_options(self.name, options, self.options)
+        opts = _parse_options(self, options)
         classes, parts = _cifar10_parts(Path(raw_dir))
         _write_index(Path(out_dir), classes, parts, opts.val_fraction, opts.seed)
 
@@ -287,18 +290,22 @@ class Stl10:
     """
 
     name = "stl10"
-    options = {
+    options_schema = options_object(
         **DOWNLOAD_OPTIONS,
         **PREPARE_OPTIONS,
-        "unlabeled": "also index the unlabelled images as split 'unlabeled' (default false)",
-    }
+        unlabeled={
+            "type": "boolean",
+            "default": False,
+            "description": "also index the unlabelled images as split 'unlabeled'",
+        },
+    )
     sources = [STL10_SOURCE]
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        opts = _parse_options(self.name, options, self.options)
+        opts = _parse_options(self, options)
         fetch(self.sources, raw_dir, base_url=opts.mirror, checksums=opts.checksums)
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        opts = _parse_options(self.name, options, self.options)
+        opts = _parse_options(self, options)
         classes, parts = _stl10_parts(Path(raw_dir), opts.unlabeled)
         _write_index(Path(out_dir), classes, parts, opts.val_fraction, opts.seed)

@@ -406,39 +406,24 @@ def _extract_zip(archive: Path, tmp: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- options
 
-DOWNLOAD_OPTIONS = {
-    "mirror": "a base URL or a folder holding the files under their official names",
-    "checksums": "a mapping of file name to 'sha256:<hex>' or 'md5:<hex>'",
+# The options every downloading family takes, as JSON schemas (matchbench.data.options_object).
+DOWNLOAD_OPTIONS: dict[str, dict[str, Any]] = {
+    "mirror": {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "default": None,
+        "description": "a base URL or a folder holding the files under their official names",
+    },
+    "checksums": {
+        "type": "object",
+        "additionalProperties": {
+            "type": "string",
+            "pattern": "^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$",
+        },
+        "default": {},
+        "description": "file name -> 'sha256:<hex>' or 'md5:<hex>', replacing the published one",
+    },
 }
-
-
-def download_options(
-    family: str, options: Mapping[str, Any] | None, known: Mapping[str, str]
-) -> tuple[dict[str, Any], str | None, dict[str, str]]:
-    """Check a family's options against ``known`` (name → what is expected) and parse the two
-    every downloading family takes. Returns (the options, ``mirror``, ``checksums``)."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise MatchbenchError(
-            f"dataset {family}: unknown option(s) {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    mirror = options.get("mirror")
-    if mirror is not None and not (isinstance(mirror, str) and mirror):
-        raise bad_option(family, options, "mirror", DOWNLOAD_OPTIONS["mirror"])
-    checksums = options.get("checksums") or {}
-    if not isinstance(checksums, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()
-    ):
-        raise bad_option(family, options, "checksums", DOWNLOAD_OPTIONS["checksums"])
-    return options, mirror, dict(checksums)
-
-
-def bad_option(family: str, options: Mapping[str, Any], key: str, expected: str) -> MatchbenchError:
-    return MatchbenchError(
-        f"dataset {family}: option {key} = {options[key]!r}, expected {expected}"
-    )
 
 
 # --------------------------------------------------------------------------- fetch

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from matchbench.data import INDEX_COLUMNS, register_family
+from matchbench.data import INDEX_COLUMNS, options_object, register_family, resolve_options
 from matchbench.errors import MatchbenchError
 from matchbench.io import write_parquet
 
@@ -74,9 +74,16 @@ def index_image_folder(root: Path, base: Path) -> pd.DataFrame:
 @register_family("imagefolder")
 class ImageFolder:
     name = "imagefolder"
+    options_schema = options_object(
+        root={
+            "type": "string",
+            "minLength": 1,
+            "description": "the folder <root>/<split>/<class>/<image> (default: the raw folder)",
+        }
+    )
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        root = Path(options.get("root", raw_dir))
+        root = Path(resolve_options(self, options).get("root", raw_dir))
         if not root.is_dir():
             raise MatchbenchError(
                 f"datasets.*.options.root: {root} is not a folder; imagefolder data is brought by "
@@ -84,5 +91,5 @@ class ImageFolder:
             )
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        root = Path(options.get("root", raw_dir))
+        root = Path(resolve_options(self, options).get("root", raw_dir))
         write_parquet(out_dir / "images.parquet", index_image_folder(root, out_dir))

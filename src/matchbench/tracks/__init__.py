@@ -3,9 +3,10 @@
 A track is one folder here (``tracks/<name>/``), one rules file (``workflow/rules/tracks/<name>.smk``)
 and one config block (``tracks.<name>``). Its package defines ``TRACK``, a :class:`Track`: its
 config schema fragment, the dataset families it brings, its recipes (with their log columns), its
-evaluation task, its reference checks, the final files it asks of the DAG and its report
-section. The shared stages (config, extract, finetune, evaluate, report, dvc-export, the
-Snakefile) dispatch through :func:`get_track` / :func:`tracks` and never name a track.
+evaluation task, its ``score`` formats, its reference checks, the final files it asks of the DAG
+and its report section. The shared stages (config, extract, finetune, evaluate, score, report,
+dvc-export, the Snakefile) dispatch through :func:`get_track` / :func:`tracks` and never name
+a track.
 
 Track packages import nothing heavy at module level: the config loader reads every track's
 schema, and ``matchbench --help`` must not pay for torch. The parts that need torch are named
@@ -82,6 +83,11 @@ class Track:
     # Stage modules whose code decides this track's outputs besides the shared ones
     # (dvc deps and Snakemake code-version params).
     code: tuple[str, ...] = field(default_factory=tuple)
+    # Official prediction formats ``matchbench score --benchmark <name>`` reads: (name,
+    # ``score(predictions, annotations, split, n_boot, seed) -> dict``), the function returning
+    # the document's ``task``, ``split`` (its default when ``split`` is None), ``metrics``,
+    # ``per_category`` and ``extra`` (see matchbench.stages.score).
+    score_formats: tuple[tuple[str, str], ...] = ()
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -148,6 +154,20 @@ def get_recipe(name: str) -> Recipe:
 def feature_kinds() -> dict[str, str]:
     """Every track's extra feature kind (``dense``, ...) -> its extraction function."""
     return {kind: ref for t in tracks() for kind, ref in t.features}
+
+
+def score_formats() -> dict[str, str]:
+    """Every track's ``matchbench score`` format: benchmark name -> ``"module:function"``."""
+    found: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for track in tracks():
+        for name, ref in track.score_formats:
+            if name in found:
+                raise MatchbenchError(
+                    f"score format {name!r} is declared by tracks {owner[name]!r} and {track.name!r}"
+                )
+            found[name], owner[name] = ref, track.name
+    return found
 
 
 def tasks() -> dict[str, Track]:

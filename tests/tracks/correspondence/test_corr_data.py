@@ -23,8 +23,9 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from matchbench.tracks.correspondence.pairs import FLAGS, PAIR_COLUMNS, read_pairs_table
 from matchbench.data import INDEX_COLUMNS, families, get_family
+from matchbench.errors import MatchbenchError
+from matchbench.tracks.correspondence.pairs import FLAGS, PAIR_COLUMNS, read_pairs_table
 from matchbench.tracks.correspondence.synth import (
     SceneOptions,
     difficulty_flags,
@@ -34,7 +35,6 @@ from matchbench.tracks.correspondence.synth import (
     write_pfpascal,
     write_spair,
 )
-from matchbench.errors import MatchbenchError
 
 SMALL = {
     "categories": ["triangle", "square", "star", "arrow"],
@@ -210,10 +210,11 @@ def test_generator_options_are_checked():
 # --------------------------------------------------------------------------- SPair-71k families
 
 
-def test_families_are_registered_and_declare_pairs():
+def test_families_are_registered_and_declare_their_pair_tables():
     for name in ("spair71k", "pfpascal", "ap10k", "miniworld-spair"):
-        assert name in families() and get_family(name).pairs is True
-    assert not getattr(get_family("miniworld"), "pairs", False)
+        assert name in families()
+        assert get_family(name).tables == ("pairs.parquet", "skipped.json")
+    assert not getattr(get_family("miniworld"), "tables", ())
 
 
 def test_miniworld_spair_download_and_prepare(tmp_path):
@@ -277,7 +278,7 @@ def test_spair71k_download_through_a_mirror_and_prepare(http_server, spair, tmp_
         fam.download(
             tmp_path / "raw2", {**options, "checksums": {"SPair-71k.tar.gz": "md5:" + "0" * 32}}
         )
-    with pytest.raises(MatchbenchError, match="unknown option"):
+    with pytest.raises(MatchbenchError, match="unknown key 'mirorr' \\(did you mean 'mirror'"):
         fam.download(tmp_path / "raw3", {"mirorr": "x"})
 
 

@@ -1,8 +1,10 @@
 """SPair-71k pair annotations (as ``Visual-AI/Semantic-Correspondence`` ``dataset/spair.py`` reads them).
 
-Layout: ``PairAnnotation/{trn,val,test}/<pair>.json`` where ``<pair>`` is a
-``Layout/large/<split>.txt`` line such as ``000001-2008_001546-2008_004704:aeroplane``; each
-file has ``src_imname``, ``trg_imname``, ``src_kps``, ``trg_kps`` (K x 2, only keypoints
+The pairs of a split are the lines of ``Layout/large/<split>.txt``, such as
+``000001-2008_001546-2008_004704:aeroplane``, each naming ``PairAnnotation/<split>/<line>.json``;
+a pair file no layout line names is not part of the benchmark (the official loader never reads
+it). :func:`read_pairs` is the one reader of that list, for the ``spair71k`` family's
+``prepare`` and for ``matchbench score`` alike. Each pair file has ``src_imname``, ``trg_imname``, ``src_kps``, ``trg_kps`` (K x 2, only keypoints
 visible in both images, in the same order), ``src_bndbox``, ``trg_bndbox`` (x1, y1, x2, y2),
 ``category`` and difficulty flags. Coordinates are in the original image frame.
 """
@@ -10,6 +12,7 @@ visible in both images, in the same order), ``src_bndbox``, ``trg_bndbox`` (x1, 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,17 @@ _ALIASES = {"train": "trn"}
 FLAGS = ("viewpoint_variation", "scale_variation", "truncation", "occlusion", "mirror")
 
 
-def split_dir(root: str | Path, split: str) -> Path:
-    root = Path(root)
-    if not (root / "PairAnnotation").is_dir() and (root / "SPair-71k" / "PairAnnotation").is_dir():
-        root = root / "SPair-71k"
-    path = root / "PairAnnotation" / _ALIASES.get(split, split)
-    if not path.is_dir():
-        raise MatchbenchError(
-            f"{path}: SPair-71k pair folder not found (splits: {', '.join(SPLITS)})"
-        )
-    return path
+def release_root(path: str | Path) -> Path:
+    """The folder holding ``Layout/``: ``path`` itself, or ``SPair-71k/`` or
+    ``SPair-71k/SPair-71k/`` under it (the tarball extracts to the latter)."""
+    path = Path(path)
+    for root in (path, path / "SPair-71k", path / "SPair-71k" / "SPair-71k"):
+        if (root / "Layout" / "large").is_dir():
+            return root
+    raise MatchbenchError(
+        f"{path}: SPair-71k not found (expected Layout/large/{{{','.join(SPLITS)}}}.txt in it or in "
+        "SPair-71k/ under it)"
+    )
 
 
 def points(value: Any, path: Path, key: str) -> np.ndarray:
@@ -115,10 +119,45 @@ def read_layout(root: str | Path, split: str) -> list[tuple[str, str, str, str, 
     return out
 
 
-def read_pairs(root: str | Path, split: str) -> list[dict[str, Any]]:
-    """Every pair of ``split``, sorted by name (see :func:`read_pair`)."""
-    folder = split_dir(root, split)
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise MatchbenchError(f"{folder}: no pair annotation (*.json) found")
-    return [read_pair(f) for f in files]
+def categories(root: str | Path) -> list[str]:
+    """The categories of the release: the folders of ``JPEGImages/``, sorted."""
+    images = Path(root) / "JPEGImages"
+    if not images.is_dir():
+        raise MatchbenchError(f"{images}: SPair-71k image folder not found")
+    return sorted(d.name for d in images.iterdir() if d.is_dir())
+
+
+def read_pairs(
+    root: str | Path, split: str, known: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every pair of ``Layout/large/<split>.txt``, in its order (see :func:`read_pair`), plus
+    ``where`` (the layout file and line) and ``path`` (the pair file). The annotation a line names must exist, and its
+    category and image names must agree with the line; with ``known`` (:func:`categories`),
+    a line's category must be one of them. ``root`` is the release folder or a folder above
+    it (:func:`release_root`)."""
+    root = release_root(root)
+    folder = root / "PairAnnotation" / _ALIASES.get(split, split)
+    pairs = []
+    for where, name, src, trg, category in read_layout(root, split):
+        if known is not None and category not in known:
+            raise MatchbenchError(
+                f"{where}: category {category!r} has no folder in {root / 'JPEGImages'} "
+                f"(categories: {', '.join(known)})"
+            )
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            raise MatchbenchError(f"{where}: pair annotation {path} not found")
+        pair = read_pair(path)
+        if pair["category"] != category:
+            raise MatchbenchError(
+                f"{path}: category {pair['category']!r} disagrees with the layout line "
+                f"{name!r} ({where})"
+            )
+        for side, stem in (("src", src), ("trg", trg)):
+            if Path(pair[f"{side}_imname"]).stem != stem:
+                raise MatchbenchError(
+                    f"{path}: {side}_imname {pair[f'{side}_imname']!r} disagrees with the "
+                    f"layout line {name!r} ({where})"
+                )
+        pairs.append({**pair, "where": where, "path": path})
+    return pairs

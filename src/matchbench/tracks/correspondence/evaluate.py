@@ -7,14 +7,15 @@ keypoint correct when ``||pred - gt|| <= alpha * T`` (``matchbench.metrics.pck_p
 Predictions are mapped back to the target's original frame first (``dense.from_grid``): PCK is
 computed there, with the pair table's ``threshold`` as T.
 
-Aggregation (docs/contracts.md, "Correspondence metrics"): ``pck@alpha`` per image (the mean
-over pairs of each pair's fraction of correct keypoints, ``EVALUATOR.BY = 'image'``) and
-``pck_point@alpha`` per point (all keypoints pooled, ``BY = 'point'``). Both intervals are
-95% percentile bootstraps over *pairs* (``evaluate.bootstrap`` resamples, ``seed``): a
-keypoint's correctness is not independent of its pair's, so resampling points alone would give
-too narrow an interval. The per-point interval resamples pairs and pools their points (the ratio
-of correct to total keypoints of each resample), with the same draws as the per-image one, so
-the two coincide when every pair has the same number of keypoints.
+Aggregation (``matchbench.metrics.pck_metrics``, the one shared with ``matchbench score``;
+docs/metrics.md): ``pck@alpha`` per image (the mean over pairs of each pair's fraction of
+correct keypoints, ``EVALUATOR.BY = 'image'``) and ``pck_point@alpha`` per point (all keypoints
+pooled, ``BY = 'point'``). Both intervals are 95% percentile bootstraps over *pairs*
+(``evaluate.bootstrap`` resamples, ``seed``): a keypoint's correctness is not independent of
+its pair's, so resampling points alone would give too narrow an interval. The per-point
+interval resamples pairs and pools their points (the ratio of correct to total keypoints of
+each resample), with the same draws as the per-image one, so the two coincide when every pair
+has the same number of keypoints.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
+from matchbench.errors import MatchbenchError
+from matchbench.images import read_index
+from matchbench.io import read_json_object, write_parquet
+from matchbench.layout import Layout
+from matchbench.metrics import (
+    PckScores,
+    bootstrap_ratio_ci,
+    pck_key,
+    pck_metrics,
+    pck_scores,
+)
+from matchbench.runtime import autocast_dtype, start
 from matchbench.tracks.correspondence.dense import from_grid, load_square, to_grid
 from matchbench.tracks.correspondence.match import VARIANTS, transfer_variants
 from matchbench.tracks.correspondence.pairs import FLAGS, keypoints, read_pairs_table
@@ -43,12 +56,6 @@ from matchbench.tracks.correspondence.store import (
     read_dense,
     track_config,
 )
-from matchbench.errors import MatchbenchError
-from matchbench.images import read_index
-from matchbench.io import read_json_object, write_parquet
-from matchbench.layout import Layout
-from matchbench.metrics import bootstrap_ci, pck_per_pair
-from matchbench.runtime import autocast_dtype, start
 
 CURVE_ALPHAS = tuple(round(0.01 * i, 2) for i in range(1, 21))
 PREDICTION_COLUMNS = [
@@ -57,76 +64,15 @@ PREDICTION_COLUMNS = [
 _CACHE_REUSE = 8  # maps kept in memory when read from the cache (consecutive pairs share images)
 
 
-def metric_key(alpha: float, per: str) -> str:
-    """``pck@0.1`` (per image) or ``pck_point@0.1`` (per point): alpha as Python prints it."""
-    return f"{'pck' if per == 'image' else 'pck_point'}@{float(alpha)}"
-
-
-# --------------------------------------------------------------------------- PCK aggregation
-
-
-def bootstrap_ratio_ci(
-    num: np.ndarray, den: np.ndarray, n_boot: int, seed: int, confidence: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap of ``sum(num) / sum(den)`` resampling the (num, den) pairs.
-
-    Draws the same resamples as :func:`matchbench.metrics.bootstrap_ci` with the same seed and
-    count (one ``rng.integers(0, n, (n_boot, n))`` stream), so with equal ``den`` the interval
-    equals that of the mean of ``num / den``.
-    """
-    n = num.size
-    if n == 1:
-        v = float(num[0] / den[0])
-        return v, v
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(n_boot, dtype=np.float64)
-    step = max(1, (1 << 22) // n)
-    for s in range(0, n_boot, step):
-        idx = rng.integers(0, n, size=(min(step, n_boot - s), n))
-        ratios[s : s + idx.shape[0]] = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    lo, hi = np.percentile(ratios, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(lo), float(hi)
-
-
-class Scored:
-    """Keypoint correctness of every pair at one alpha, and its per-image and per-point views."""
-
-    def __init__(self, correct: np.ndarray, owner: np.ndarray, counts: np.ndarray) -> None:
-        self.correct = correct  # (P,) bool, points of all pairs in pair order
-        self.hits = np.bincount(owner, weights=correct, minlength=counts.size)
-        self.counts = counts
-        self.per_pair = self.hits / counts
-
-    def summary(self, per: str, n_boot: int, seed: int, mask: np.ndarray | None = None) -> dict:
-        hits, counts, per_pair = self.hits, self.counts, self.per_pair
-        if mask is not None:
-            hits, counts, per_pair = hits[mask], counts[mask], per_pair[mask]
-        if per == "image":
-            low, high = bootstrap_ci(per_pair, n_boot=n_boot, seed=seed)
-            value, n = float(per_pair.mean()), int(per_pair.size)
-        else:
-            low, high = bootstrap_ratio_ci(hits, counts.astype(np.float64), n_boot, seed)
-            value, n = float(hits.sum() / counts.sum()), int(counts.sum())
-        return {"value": value, "ci_low": low, "ci_high": high, "n": n}
-
-    def value(self, per: str, mask: np.ndarray | None = None) -> float:
-        m = slice(None) if mask is None else mask
-        if per == "image":
-            return float(self.per_pair[m].mean())
-        return float(self.hits[m].sum() / self.counts[m].sum())
-
-
-def score_points(
-    pred: np.ndarray, gt: np.ndarray, threshold: np.ndarray, counts: np.ndarray, alpha: float
-) -> Scored:
-    """Correctness of pooled keypoints (P, 2) of pairs with ``counts`` points and T ``threshold``.
-
-    Each keypoint is passed to :func:`matchbench.metrics.pck_per_pair` as a one-point pair, so
-    the inclusive ``<= alpha * T`` rule is the metrics module's, not a copy of it.
-    """
-    owner = np.repeat(np.arange(counts.size), counts)
-    per_point = pck_per_pair(pred[:, None, :], gt[:, None, :], threshold[owner], alpha)
-    return Scored(per_point == 1.0, owner, counts)
+# The PCK aggregation is the metrics module's, shared with `matchbench score` (these names are
+# kept for the track's callers).
+metric_key = pck_key
+Scored = PckScores
+score_points = pck_scores
+__all__ = [
+    "CURVE_ALPHAS", "PREDICTION_COLUMNS", "Scored", "bootstrap_ratio_ci", "evaluate", "metric_key",
+    "score_points", "summarise", "task",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- where maps come from
@@ -381,20 +327,14 @@ def summarise(
 
     by_variant: dict[str, dict[str, Any]] = {}
     primary_scores: dict[float, Scored] = {}
-    for v in preds:
-        by_variant[v] = {}
-        for a in alphas:
-            s = scored(v, a)
-            if v == primary:
-                primary_scores[a] = s
-            for per in ("image", "point"):
-                by_variant[v][metric_key(a, per)] = s.summary(per, n_boot, seed)
-
     per_category: dict[str, dict[str, float]] = {}
-    cats = sorted(set(categories.tolist()))
-    for a, s in primary_scores.items():
-        for per in ("image", "point"):
-            per_category[metric_key(a, per)] = {str(c): s.value(per, categories == c) for c in cats}
+    for v in preds:
+        scores = {a: scored(v, a) for a in alphas}
+        if v == primary:
+            primary_scores = scores
+            by_variant[v], per_category = pck_metrics(scores, n_boot, seed, categories)
+        else:
+            by_variant[v], _ = pck_metrics(scores, n_boot, seed)
 
     at_primary = primary_scores.get(primary_alpha) or scored(primary, primary_alpha)
     flags: dict[str, dict[str, dict[str, Any]]] = {}

@@ -29,13 +29,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matchbench.tracks.correspondence.pairs import make_row, write_pairs_table
-from matchbench.data import INDEX_COLUMNS, register_family
+from matchbench.data import (
+    INDEX_COLUMNS,
+    DatasetFamily,
+    options_object,
+    register_family,
+    resolve_options,
+)
+from matchbench.data.download import DOWNLOAD_OPTIONS, fetch
 from matchbench.data.formats import ap10k, pfpascal, spair
-from matchbench.data.download import DOWNLOAD_OPTIONS, bad_option, download_options, fetch
 from matchbench.data.imagefolder import check_image
+from matchbench.data.synth.world import CATEGORIES, TEXTURES
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_parquet
+from matchbench.tracks.correspondence.pairs import make_row, write_pairs_table
+from matchbench.tracks.correspondence.synth import SceneOptions
 
 KPS_TOLERANCE_PX = 2.0
 SPLITS = ("train", "val", "test")  # contract names; the files say trn for train
@@ -64,8 +72,86 @@ PFPASCAL_SOURCES = [
     },
 ]
 
-PREPARE_OPTIONS = {
-    "kps_tolerance": "pixels a keypoint may lie outside its image (a number >= 0, default 2)",
+PREPARE_OPTIONS: dict[str, dict[str, Any]] = {
+    "kps_tolerance": {
+        "type": "number",
+        "minimum": 0,
+        "default": KPS_TOLERANCE_PX,
+        "description": "pixels a keypoint may lie outside its image",
+    },
+}
+ROOT_OPTION = {
+    "type": "string",
+    "minLength": 1,
+    "description": "the ap-10k folder prepared by GeoAware-SC's data/prepare_ap10k.sh",
+}
+
+
+def _counts(default: Mapping[str, int], what: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {s: {"type": "integer", "minimum": 0} for s in SPLITS},
+        "default": dict(default),
+        "description": f"{what} in each split (a split left out has none)",
+    }
+
+
+def _subset(default: Iterable[str], known: Iterable[str]) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {"enum": list(known)},
+        "minItems": 1,
+        "uniqueItems": True,
+        "default": list(default),
+    }
+
+
+def _span(default: Iterable[float], item: dict[str, Any], what: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": item,
+        "minItems": 2,
+        "maxItems": 2,
+        "default": list(default),
+        "description": f"[min, max] {what}, min <= max",
+    }
+
+
+def _probability(default: float) -> dict[str, Any]:
+    return {"type": "number", "minimum": 0, "maximum": 1, "default": default}
+
+
+# The generator's options, their defaults those of SceneOptions (the demo's scenes depend on
+# them). What a schema cannot say (min <= max, enough images for the pairs) scene_options checks.
+_D = SceneOptions()
+SCENE_OPTIONS: dict[str, dict[str, Any]] = {
+    "categories": _subset(_D.categories, CATEGORIES),
+    "image_size": _span(
+        _D.image_size, {"type": "integer", "minimum": 16, "maximum": 4096}, "side in pixels"
+    ),
+    "pairs": _counts(_D.pairs, "pairs"),
+    "images_per_category": _counts(_D.images_per_category, "images per category"),
+    "instances_per_category": {
+        "type": "integer",
+        "minimum": 1,
+        "default": _D.instances_per_category,
+    },
+    "rotation": {"type": "number", "minimum": 0, "maximum": 90, "default": _D.rotation},
+    "scale": _span(
+        _D.scale,
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "object radius as a fraction of the shorter side",
+    ),
+    "mirror_prob": _probability(_D.mirror_prob),
+    "truncation_prob": _probability(_D.truncation_prob),
+    "occlusion_prob": _probability(_D.occlusion_prob),
+    "max_clutter": {"type": "integer", "minimum": 0, "default": _D.max_clutter},
+    "gradient": {"type": "boolean", "default": _D.gradient},
+    "textures": _subset(_D.textures, TEXTURES),
+    "mark": {"type": "boolean", "default": _D.mark},
+    "min_keypoints": {"type": "integer", "minimum": 1, "default": _D.min_keypoints},
+    "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 95, "default": _D.jpeg_quality},
 }
 
 
@@ -80,15 +166,15 @@ class _Options:
     root: Path | None
 
 
-def _options(family: str, options: Mapping[str, Any] | None, known: Mapping[str, str]) -> _Options:
-    options, mirror, checksums = download_options(family, options, known)
-    tol = options.get("kps_tolerance", KPS_TOLERANCE_PX)
-    if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
-        raise bad_option(family, options, "kps_tolerance", known["kps_tolerance"])
-    root = options.get("root")
-    if root is not None and not (isinstance(root, str) and root):
-        raise bad_option(family, options, "root", known["root"])
-    return _Options(mirror, checksums, float(tol), Path(root) if root else None)
+def _options(family: DatasetFamily, options: Mapping[str, Any] | None) -> _Options:
+    o = resolve_options(family, options)
+    root = o.get("root")
+    return _Options(
+        o.get("mirror"),
+        dict(o.get("checksums", {})),
+        float(o["kps_tolerance"]),
+        Path(root) if root else None,
+    )
 
 
 # --------------------------------------------------------------------------- the tables
@@ -227,50 +313,18 @@ def write_tables(
 # --------------------------------------------------------------------------- SPair-71k
 
 
-def spair_root(raw_dir: Path) -> Path:
-    """The folder holding ``Layout/`` (the tarball extracts to ``SPair-71k/SPair-71k/``)."""
-    for root in (raw_dir, raw_dir / "SPair-71k", raw_dir / "SPair-71k" / "SPair-71k"):
-        if (root / "Layout" / "large").is_dir():
-            return root
-    raise MatchbenchError(
-        f"{raw_dir}: SPair-71k not found (expected Layout/large/{{trn,val,test}}.txt in it or in "
-        "SPair-71k/ under it; run `matchbench download` for this dataset first)"
-    )
-
-
 def spair_records(root: Path) -> tuple[list[PairRecord], list[str]]:
-    """Every pair of ``Layout/large/{trn,val,test}.txt``, read as the official loader does:
-    the layout line names the annotation ``PairAnnotation/<split>/<line>.json``."""
+    """Every pair of ``Layout/large/{trn,val,test}.txt``, read as the official loader does
+    (``spair.read_pairs``, the reader ``matchbench score`` uses too)."""
+    categories = spair.categories(root)
     images = root / "JPEGImages"
-    if not images.is_dir():
-        raise MatchbenchError(f"{images}: SPair-71k image folder not found")
-    categories = sorted(d.name for d in images.iterdir() if d.is_dir())
     records = []
     for split in SPLITS:
-        for where, name, src, trg, category in spair.read_layout(root, FILE_SPLIT[split]):
-            if category not in categories:
-                raise MatchbenchError(
-                    f"{where}: category {category!r} has no folder in {images} "
-                    f"(categories: {', '.join(categories)})"
-                )
-            path = root / "PairAnnotation" / FILE_SPLIT[split] / f"{name}.json"
-            if not path.is_file():
-                raise MatchbenchError(f"{where}: pair annotation {path} not found")
-            ann = spair.read_pair(path)
-            if ann["category"] != category:
-                raise MatchbenchError(
-                    f"{path}: category {ann['category']!r} disagrees with the layout line "
-                    f"{name!r} ({where})"
-                )
-            for side, stem in (("src", src), ("trg", trg)):
-                if Path(ann[f"{side}_imname"]).stem != stem:
-                    raise MatchbenchError(
-                        f"{path}: {side}_imname {ann[f'{side}_imname']!r} disagrees with the "
-                        f"layout line {name!r} ({where})"
-                    )
+        for ann in spair.read_pairs(root, FILE_SPLIT[split], known=categories):
+            category = ann["category"]
             records.append(
                 PairRecord(
-                    pair=name,
+                    pair=ann["name"],
                     split=split,
                     category=category,
                     src_image=images / category / ann["src_imname"],
@@ -280,14 +334,17 @@ def spair_records(root: Path) -> tuple[list[PairRecord], list[str]]:
                     src_bbox=ann["src_bbox"],
                     trg_bbox=ann["trg_bbox"],
                     flags={k: int(v) for k, v in ann["flags"].items()},
-                    source=path,
+                    source=ann["path"],
                 )
             )
     return records, categories
 
 
 def prepare_spair(raw_dir: Path, out_dir: Path, tolerance: float) -> None:
-    root = spair_root(raw_dir)
+    try:
+        root = spair.release_root(raw_dir)
+    except MatchbenchError as e:
+        raise MatchbenchError(f"{e}; run `matchbench download` for this dataset first") from None
     records, categories = spair_records(root)
     write_tables(
         out_dir,
@@ -305,14 +362,14 @@ class Spair71k:
 
     name = "spair71k"
     tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
-    OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
+    options_schema = options_object(**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS)
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        o = _options(self.name, options, self.OPTIONS)
+        o = _options(self, options)
         fetch([SPAIR_SOURCE], raw_dir, base_url=o.mirror, checksums=o.checksums)
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        o = _options(self.name, options, self.OPTIONS)
+        o = _options(self, options)
         prepare_spair(Path(raw_dir), Path(out_dir), o.kps_tolerance)
 
 
@@ -322,20 +379,22 @@ class MiniWorldSpair:
 
     name = "miniworld-spair"
     tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
+    options_schema = options_object(
+        seed={"type": "integer", "minimum": 0, "default": 0},
+        **SCENE_OPTIONS,
+        **PREPARE_OPTIONS,
+        progress={"type": "boolean", "description": "show a progress bar (default true)"},
+    )
     GENERATOR_VERSION = 1
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
         from matchbench.tracks.correspondence.synth import scene_options, write_spair
 
-        opts = dict(options)
-        seed = opts.pop("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise MatchbenchError(
-                f"dataset {self.name}: option seed = {seed!r}, expected a non-negative integer"
-            )
-        tol = opts.pop("kps_tolerance", None)
-        progress = bool(opts.pop("progress", True))
-        scene_options(opts, self.name)  # fail before anything is written
+        opts = resolve_options(self, options)
+        seed = opts.pop("seed")
+        tol = opts.pop("kps_tolerance")
+        progress = opts.pop("progress", True)
+        scene_options(opts, self.name)  # what the schema cannot say; before anything is written
         with atomic_dir(raw_dir) as tmp:
             summary = write_spair(tmp, seed=seed, progress=progress, **opts)
             write_json(
@@ -343,16 +402,13 @@ class MiniWorldSpair:
                 {
                     "source": self.name,
                     "generator_version": self.GENERATOR_VERSION,
-                    "options": {"seed": seed, **opts}
-                    | ({"kps_tolerance": tol} if tol is not None else {}),
+                    "options": {"seed": seed, **opts, "kps_tolerance": tol},
                     **summary,
                 },
             )
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        tol = options.get("kps_tolerance", KPS_TOLERANCE_PX)
-        _options(self.name, {"kps_tolerance": tol}, PREPARE_OPTIONS)
-        prepare_spair(Path(raw_dir), Path(out_dir), float(tol))
+        prepare_spair(Path(raw_dir), Path(out_dir), _options(self, options).kps_tolerance)
 
 
 # --------------------------------------------------------------------------- PF-PASCAL
@@ -426,14 +482,14 @@ class PfPascal:
 
     name = "pfpascal"
     tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
-    OPTIONS = {**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS}
+    options_schema = options_object(**DOWNLOAD_OPTIONS, **PREPARE_OPTIONS)
 
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        o = _options(self.name, options, self.OPTIONS)
+        o = _options(self, options)
         fetch(PFPASCAL_SOURCES, raw_dir, base_url=o.mirror, checksums=o.checksums)
 
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
-        o = _options(self.name, options, self.OPTIONS)
+        o = _options(self, options)
         skipped: Counter[str] = Counter()
         records = pfpascal_records(Path(raw_dir), skipped)
         write_tables(
@@ -486,13 +542,10 @@ class Ap10k:
 
     name = "ap10k"
     tables = ("pairs.parquet", "skipped.json")  # written by prepare beside images.parquet
-    OPTIONS = {
-        "root": "the ap-10k folder prepared by GeoAware-SC's data/prepare_ap10k.sh",
-        **PREPARE_OPTIONS,
-    }
+    options_schema = options_object(root=ROOT_OPTION, **PREPARE_OPTIONS)
 
     def _root(self, raw_dir: Path, options: dict[str, Any]) -> Path:
-        o = _options(self.name, options, self.OPTIONS)
+        o = _options(self, options)
         root = o.root or raw_dir
         if not (root / "PairAnnotation").is_dir() or not (root / "ImageAnnotation").is_dir():
             raise MatchbenchError(
@@ -518,7 +571,7 @@ class Ap10k:
             categories=categories,
             threshold="bbox",
             skipped=Counter(),
-            kps_tolerance=_options(self.name, options, self.OPTIONS).kps_tolerance,
+            kps_tolerance=_options(self, options).kps_tolerance,
             min_keypoints=AP10K_MIN_KEYPOINTS,
             min_keypoints_reason=(
                 f"fewer than {AP10K_MIN_KEYPOINTS} keypoints visible in both images (GeoAware-SC)"
