@@ -46,11 +46,11 @@ import torch
 
 import matchbench.tracks.correspondence.families  # noqa: F401  (registers the miniworld-spair family)
 from matchbench.config import resolve
-from matchbench.tracks.correspondence.evaluate import evaluate
-from matchbench.tracks.correspondence.store import extract_dense
 from matchbench.data import get_family
 from matchbench.images import read_index
 from matchbench.runtime import resolve_device
+from matchbench.tracks.correspondence.evaluate import evaluate
+from matchbench.tracks.correspondence.store import extract_dense
 
 # The demo backbone: a 4-block ViT with DINOv2's layout (registers, patch 8 at 112 px: 14 x 14).
 DEMO_ARCH = "vit_small_patch14_reg4_dinov2"

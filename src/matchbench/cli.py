@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("matchbench.stages.mine", "mine semantic positive pairs with faiss kNN"),
     "finetune": ("matchbench.stages.finetune", "fine-tune a backbone with a recipe"),
     "evaluate": ("matchbench.stages.evaluate", "evaluate features and write a metrics JSON"),
-    "report": ("matchbench.stages.report", "gather metrics into tables, figures and an HTML report"),
+    "report": (
+        "matchbench.stages.report",
+        "gather metrics into tables, figures and an HTML report",
+    ),
     "score": ("matchbench.stages.score", "score predictions in an official benchmark format"),
     "dvc-export": ("matchbench.dvc_export", "write dvc.yaml from the Snakemake DAG"),
 }

@@ -209,9 +209,9 @@ def present_keys(raw: dict[str, Any], keys: list[str]) -> list[str]:
         whole = len(path) == len(key.split("."))
         if whole:
             found.append(key)
-        elif path and not isinstance(node, dict):  # a dotted name: its parent holds it
-            found.append(".".join(path))
-        elif path and any("." in name for name in node):
+        elif (
+            path and not isinstance(node, dict) or path and any("." in name for name in node)
+        ):  # a dotted name: its parent holds it
             found.append(".".join(path))
     return sorted(dict.fromkeys(found))
 

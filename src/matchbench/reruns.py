@@ -116,7 +116,9 @@ def _module_of(ref: str) -> str:
     return ref.partition(":")[0]
 
 
-def job_reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> tuple[list[str], list[Path]]:
+def job_reads(
+    cfg: dict[str, Any], stage: str, opts: dict[str, Any]
+) -> tuple[list[str], list[Path]]:
     """The config keys (dotted) and source files a ``matchbench <stage>`` job with ``opts`` reads.
 
     The files are the modules it runs and everything they import from ``matchbench``, and the

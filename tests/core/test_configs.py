@@ -64,9 +64,21 @@ def test_an_unknown_architecture_fails_the_dry_run(tmp_path: Path) -> None:
     for name in ("arch", "kwargs"):
         cfg = dict(raw)
         if name == "arch":
-            cfg = {**raw, "backbones": {**raw["backbones"], "vit-tiny": {**raw["backbones"]["vit-tiny"], "kwargs": {}}}}
+            cfg = {
+                **raw,
+                "backbones": {
+                    **raw["backbones"],
+                    "vit-tiny": {**raw["backbones"]["vit-tiny"], "kwargs": {}},
+                },
+            }
         else:
-            cfg = {**raw, "backbones": {**raw["backbones"], "resnet-mini": {**raw["backbones"]["resnet-mini"], "arch": "test_resnet"}}}
+            cfg = {
+                **raw,
+                "backbones": {
+                    **raw["backbones"],
+                    "resnet-mini": {**raw["backbones"]["resnet-mini"], "arch": "test_resnet"},
+                },
+            }
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         proc = subprocess.run(

@@ -15,8 +15,8 @@ from dvc.stage.utils import is_valid_name
 
 from matchbench.cli import main
 from matchbench.dvc_export import Context, build, parse_dry_run
-from matchbench.layout import Layout
 from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,10 @@ def test_stale_or_missing_file_is_refused(
     err = capsys.readouterr().err
     assert f"{out} is stale" in err
     assert f"matchbench dvc-export --out {out}" in err  # how to regenerate it
-    assert "+    - matchbench report --config config/default.yaml --out reports/demo --title demo" in err  # the diff
+    assert (
+        "+    - matchbench report --config config/default.yaml --out reports/demo --title demo"
+        in err
+    )  # the diff
     assert out.read_text() == stale  # --check writes nothing
 
 

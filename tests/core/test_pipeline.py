@@ -50,7 +50,9 @@ def copy_workflow(dest: Path) -> Path:
     and the package's sources."""
     for name in ("workflow", "config", "envs", "tests/configs"):
         shutil.copytree(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(
+        ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
     shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     return dest
 

@@ -24,10 +24,10 @@ from matchbench.config import resolve
 from matchbench.data import INDEX_COLUMNS, get_family
 from matchbench.errors import MatchbenchError
 from matchbench.features import read_features
-from matchbench.stages.extract import extract
 from matchbench.io import read_json, write_json, write_npy, write_parquet, write_text
-from matchbench.stages.mine import mine, mine_pairs
 from matchbench.models import create_backbone
+from matchbench.stages.extract import extract
+from matchbench.stages.mine import mine, mine_pairs
 from matchbench.tracks.ssl.recipe import info_nce
 from matchbench.tracks.ssl.recipe import train as train_ssl
 

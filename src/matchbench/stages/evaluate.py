@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 
 from matchbench.config import add_config_argument, load_config
+from matchbench.documents import validate_document
 from matchbench.io import write_json
 from matchbench.layout import Layout, split_model
-from matchbench.documents import validate_document
 from matchbench.tracks import tasks
 
 
@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "correspondence)",
     )
     parser.add_argument(
-        "--out", type=Path, help="metrics JSON (default: <results>/metrics/<task>/<dataset>/<model>.json)"
+        "--out",
+        type=Path,
+        help="metrics JSON (default: <results>/metrics/<task>/<dataset>/<model>.json)",
     )
 
 

@@ -18,9 +18,9 @@ import pandas as pd
 from matchbench.config import add_config_argument, load_config
 from matchbench.errors import MatchbenchError
 from matchbench.features import read_features
-from matchbench.layout import Layout
 from matchbench.images import read_index
 from matchbench.io import write_json, write_parquet
+from matchbench.layout import Layout
 
 
 def knn_search(feats: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -19,12 +19,12 @@ from PIL import Image
 
 from matchbench.cli import main
 from matchbench.config import resolve
-from matchbench.tracks.correspondence.evaluate import PREDICTION_COLUMNS, evaluate
-from matchbench.tracks.correspondence.pairs import FLAGS, make_row, write_pairs_table
-from matchbench.tracks.correspondence.store import read_dense
 from matchbench.data import INDEX_COLUMNS
 from matchbench.errors import MatchbenchError
 from matchbench.io import read_json, write_json, write_parquet, write_text
+from matchbench.tracks.correspondence.evaluate import PREDICTION_COLUMNS, evaluate
+from matchbench.tracks.correspondence.pairs import FLAGS, make_row, write_pairs_table
+from matchbench.tracks.correspondence.store import read_dense
 
 torch.set_num_threads(1)
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from matchbench.errors import MatchbenchError
+from matchbench.metrics import bootstrap_ci, pck
 from matchbench.tracks.correspondence.dense import from_grid, to_grid
 from matchbench.tracks.correspondence.evaluate import bootstrap_ratio_ci, score_points
 from matchbench.tracks.correspondence.match import VARIANTS, sample, transfer, transfer_variants
-from matchbench.errors import MatchbenchError
-from matchbench.metrics import bootstrap_ci, pck
 
 torch.set_num_threads(1)
 

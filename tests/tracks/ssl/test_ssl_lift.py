@@ -94,7 +94,18 @@ def test_ssl_lifts_a_random_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyP
             )
         run("extract", *c, "--dataset", "miniworld", "--model", model)
         out = f"{model}.json"
-        run("evaluate", *c, "--task", "ssl", "--dataset", "miniworld", "--model", model, "--out", out)
+        run(
+            "evaluate",
+            *c,
+            "--task",
+            "ssl",
+            "--dataset",
+            "miniworld",
+            "--model",
+            model,
+            "--out",
+            out,
+        )
         scores[model] = {k: v["value"] for k, v in read_json(out)["metrics"].items()}
 
     random, ssl = scores["resnet-mini"], scores["resnet-mini+ssl"]

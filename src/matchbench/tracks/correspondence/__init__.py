@@ -10,7 +10,9 @@
 - ``loss``: the Gaussian-target softmax loss of the ``correspondence`` recipe (``recipe``).
 - ``families``: the SPair-71k, PF-PASCAL, AP-10K and mini-world pair datasets; ``synth``: the
   mini-world written in those layouts.
-- ``report``: the section in the unified benchmark's layout.
+- ``report`` (with ``report_read``, ``report_tables``, ``report_figures``,
+  ``report_transfers``): the section in the unified benchmark's layout.
+- ``score``: ``matchbench score`` for SPair-71k, PF-PASCAL and AP-10K prediction files.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def models(block: dict[str, Any]) -> list[str]:
 
 def shown_models(block: dict[str, Any]) -> list[str]:
     """Models whose predictions the report draws: each fine-tuned backbone frozen and tuned."""
-    return [m for b in block["finetune"] for m in (b, f"{b}+correspondence")] or block["backbones"][:1]
+    return [m for b in block["finetune"] for m in (b, f"{b}+correspondence")] or block["backbones"][
+        :1
+    ]
 
 
 def check(cfg: dict[str, Any], block: dict[str, Any], source: str) -> None:
@@ -50,7 +54,10 @@ def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     files = []
     for ds in block["datasets"]:
         files += [layout.metrics("correspondence", ds, m) for m in models(block)]
-        files += [layout.metrics("correspondence", ds, m, "predictions.parquet") for m in shown_models(block)]
+        files += [
+            layout.metrics("correspondence", ds, m, "predictions.parquet")
+            for m in shown_models(block)
+        ]
         files += [layout.model("correspondence", ds, b, "train_log.csv") for b in block["finetune"]]
     return files
 

@@ -51,7 +51,9 @@ def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     ds = block["dataset"]
     files = [layout.metrics("ssl", ds, m) for m in models(block)]
     for b in block["backbones"]:
-        files += [layout.mined(ds, sampler_model(block, b), f) for f in ("pairs.parquet", "stats.json")]
+        files += [
+            layout.mined(ds, sampler_model(block, b), f) for f in ("pairs.parquet", "stats.json")
+        ]
         files += [layout.model(r, ds, b, "train_log.csv") for r in ("ssl", "ssl-spp")]
     return files
 

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from matchbench.errors import MatchbenchError
+from matchbench.features import read_features
 from matchbench.images import read_index
 from matchbench.layout import Layout, split_model
 from matchbench.metrics import knn_classify, linear_probe_predict, per_category, summarise
 from matchbench.tracks.ssl import sampler_model
-from matchbench.features import read_features
 
 
 def _split(
