@@ -200,3 +200,73 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHTTPS
         httpd.server_close()
         thread.join(timeout=5)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- tiny configs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"  # the seconds-long DAG the integration tests run
+
+# The small backbones the tests build from (random init; fixed normalisation so no pretrained
+# config is needed).
+_NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+BACKBONES: dict[str, dict] = {
+    "resnet-mini": {"source": "timm", "arch": "test_resnet", "image_size": 32, **_NORM},
+    "vit-tiny": {
+        "source": "timm",
+        "arch": "test_vit",
+        "image_size": 64,
+        **_NORM,
+        "kwargs": {"patch_size": 8, "img_size": 64},
+    },
+    "repvgg-mini": {"source": "timm", "arch": "repvgg_a0", "image_size": 112, **_NORM},
+}
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` deep-merged in (mappings merge; anything else replaces)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def tiny_config(
+    root: Path | None = None,
+    *,
+    datasets: dict,
+    tracks: dict,
+    backbones: dict | None = None,
+    **top: object,
+) -> dict:
+    """The one factory of the tests' configs: a raw config on the CPU, one thread, seed 0, paths
+    under ``root`` (when given), the named tracks and datasets; ``backbones`` maps a name to an
+    entry of :data:`BACKBONES` overridden by its value (``{"resnet-mini": {}}``) or to a whole
+    new entry (with ``source``); ``top`` sets (deep-merges) any other top-level key."""
+    resolved = {
+        name: spec if "source" in spec else merge(BACKBONES[name], spec)
+        for name, spec in (backbones or {}).items()
+    }
+    raw: dict = {
+        "run": "test",
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "datasets": datasets,
+        "backbones": resolved,
+        "extract": {"workers": 0},
+        "tracks": tracks,
+    }
+    if root is not None:
+        raw["paths"] = {k: str(Path(root) / k) for k in ("data", "results", "reports")}
+    return merge(raw, top)
+
+
+def write_config(path: Path, raw: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

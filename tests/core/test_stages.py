@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_config as make_config
 
 from matchbench.cli import main
 from matchbench.config import resolve
@@ -43,28 +44,13 @@ N_IMAGES = len(CATEGORIES) * (8 + 4)
 
 
 def tiny_config(root: Path) -> dict[str, Any]:
-    return {
-        "run": "stages",
-        "seed": 0,
-        "device": "cpu",
-        "threads": 1,
-        "paths": {
-            "data": str(root / "data"),
-            "results": str(root / "results"),
-            "reports": str(root / "reports"),
-        },
-        "datasets": {"miniworld": {"family": "miniworld", "options": OPTIONS}},
-        "backbones": {
-            "resnet-mini": {
-                "source": "timm",
-                "arch": "test_resnet",
-                "image_size": 32,
-                "mean": [0.5, 0.5, 0.5],
-                "std": [0.25, 0.25, 0.25],
-            }
-        },
-        "extract": {"batch_size": 8, "shard_size": 16, "workers": 0},
-        "tracks": {
+    return make_config(
+        root,
+        run="stages",
+        datasets={"miniworld": {"family": "miniworld", "options": OPTIONS}},
+        backbones={"resnet-mini": {}},
+        extract={"batch_size": 8, "shard_size": 16},
+        tracks={
             "ssl": {
                 "dataset": "miniworld",
                 "backbones": ["resnet-mini"],
@@ -73,7 +59,7 @@ def tiny_config(root: Path) -> dict[str, Any]:
                 "evaluate": {"knn_k": 5, "bootstrap": 10},
             }
         },
-    }
+    )
 
 
 class World:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 from PIL import Image
 
 from matchbench.cli import main
@@ -43,25 +44,12 @@ ALPHAS = [0.05, 0.1, 0.15]
 
 
 def raw_config(root: Path, cache: bool = True) -> dict[str, Any]:
-    return {
-        "run": "corr",
-        "seed": 0,
-        "device": "cpu",
-        "threads": 1,
-        "paths": {k: str(root / k) for k in ("data", "results", "reports")},
-        "datasets": {DS: {"family": "miniworld-spair"}},
-        "backbones": {
-            MODEL: {
-                "source": "timm",
-                "arch": "test_vit",
-                "image_size": 64,
-                "mean": [0.5, 0.5, 0.5],
-                "std": [0.25, 0.25, 0.25],
-                "kwargs": {"patch_size": 8, "img_size": 64},
-            }
-        },
-        "extract": {"workers": 0},
-        "tracks": {
+    return tiny_config(
+        root,
+        run="corr",
+        datasets={DS: {"family": "miniworld-spair"}},
+        backbones={MODEL: {}},
+        tracks={
             "correspondence": {
                 "datasets": [DS],
                 "backbones": [MODEL],
@@ -69,7 +57,7 @@ def raw_config(root: Path, cache: bool = True) -> dict[str, Any]:
                 "evaluate": {"alphas": ALPHAS, "bootstrap": 20},
             }
         },
-    }
+    )
 
 
 def write_world(root: Path) -> None:

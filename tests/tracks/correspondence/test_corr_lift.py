@@ -18,16 +18,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config
 
 from matchbench.cli import main
 from matchbench.io import read_json
 
-CONFIG = {
-    "run": "corr-lift",
-    "seed": 0,
-    "device": "cpu",
-    "threads": 2,
-    "datasets": {
+CONFIG = tiny_config(
+    run="corr-lift",
+    threads=2,
+    datasets={
         "mw": {
             "family": "miniworld-spair",
             "options": {
@@ -39,16 +38,8 @@ CONFIG = {
             },
         }
     },
-    "backbones": {
-        "repvgg-mini": {
-            "source": "timm",
-            "arch": "repvgg_a0",
-            "image_size": 112,
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.25, 0.25, 0.25],
-        }
-    },
-    "tracks": {
+    backbones={"repvgg-mini": {}},
+    tracks={
         "correspondence": {
             "datasets": ["mw"],
             "backbones": ["repvgg-mini"],
@@ -59,7 +50,7 @@ CONFIG = {
             "train": {"epochs": 3, "batch_size": 4, "lr": 0.003, "unfreeze": 2},
         }
     },
-}
+)
 
 
 def run(*args: str) -> None:

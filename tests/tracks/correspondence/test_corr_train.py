@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -179,12 +180,9 @@ def test_a_flip_keeps_each_keypoint_on_its_pixel(tmp_path: Path) -> None:
 
 
 def _config(**train: object) -> dict:
-    return {
-        "run": "corr-train",
-        "seed": 0,
-        "device": "cpu",
-        "threads": 1,
-        "datasets": {
+    return tiny_config(
+        run="corr-train",
+        datasets={
             "mw": {
                 "family": "miniworld-spair",
                 "options": {
@@ -199,7 +197,7 @@ def _config(**train: object) -> dict:
             },
             "plain": {"family": "miniworld", "options": {"seed": 0}},
         },
-        "backbones": {
+        backbones={
             "vit-t": {
                 "source": "timm",
                 "arch": "vit_small_patch14_reg4_dinov2",
@@ -217,7 +215,7 @@ def _config(**train: object) -> dict:
             },
             "resnet-t": {"source": "timm", "arch": "test_resnet", "image_size": 32},
         },
-        "tracks": {
+        tracks={
             "correspondence": {
                 "datasets": ["mw"],
                 "backbones": ["vit-t"],
@@ -226,7 +224,7 @@ def _config(**train: object) -> dict:
                 "train": {"epochs": 2, "batch_size": 4, "lr": 0.001, **train},
             }
         },
-    }
+    )
 
 
 @pytest.fixture(scope="module")

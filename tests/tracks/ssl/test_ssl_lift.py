@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config
 
 from matchbench.cli import main
 from matchbench.io import read_json
 
-CONFIG = {
-    "run": "lift",
-    "seed": 0,
-    "device": "cpu",
-    "threads": 2,
-    "datasets": {
+CONFIG = tiny_config(
+    run="lift",
+    threads=2,
+    datasets={
         "miniworld": {
             "family": "miniworld",
             "options": {
@@ -37,17 +36,9 @@ CONFIG = {
             },
         }
     },
-    "backbones": {
-        "resnet-mini": {
-            "source": "timm",
-            "arch": "test_resnet",
-            "image_size": 32,
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.25, 0.25, 0.25],
-        }
-    },
-    "extract": {"batch_size": 128, "shard_size": 256},
-    "tracks": {
+    backbones={"resnet-mini": {}},
+    extract={"batch_size": 128, "shard_size": 256},
+    tracks={
         "ssl": {
             "dataset": "miniworld",
             "backbones": ["resnet-mini"],
@@ -65,7 +56,7 @@ CONFIG = {
             "evaluate": {"knn_k": 20, "bootstrap": 200},
         }
     },
-}
+)
 
 
 def run(*args: str) -> None:
