@@ -3,7 +3,7 @@
 The schema (`schemas/config.schema.yaml`, linked from `workflow/schemas/`) documents every key;
 each track brings its block, and each dataset family the schema of its ``options``
 (``options_schema``), checked here with the rest. Errors name the file and the key path:
-``config/x.yaml: tracks.ssl.train.epochs: 'ten' is not of type 'integer'``; an unknown key
+``config/x.yaml: tracks.<track>.train.epochs: 'ten' is not of type 'integer'``; an unknown key
 suggests the close ones.
 """
 

@@ -42,7 +42,7 @@ PLOT_X = "epoch"
 
 # DVC accepts letters, digits, "-" and "_" in stage names (treeverse/dvc#3767): "@" is taken
 # by foreach/matrix and ":" by `dvc.yaml:stage` targets. Rule and wildcard values are joined
-# by "--"; any other character ("+" in "resnet-mini+ssl") becomes "_".
+# by "--"; any other character ("+" in "<backbone>+<recipe>") becomes "_".
 _NAME_SEP = "--"
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -3,7 +3,7 @@
 The rules (``workflow/rules``), the stages, the tracks' target lists and ``dvc-export`` all ask
 this module where a file lives; nothing else spells a path out. Arguments may be Snakemake
 wildcard patterns (``"{dataset}"``): every method is plain string formatting, so
-``layout.metrics("ssl", "{dataset}", "{model}")`` is a rule's output pattern.
+``layout.metrics("<task>", "{dataset}", "{model}")`` is a rule's output pattern.
 
 ::
 
@@ -34,7 +34,7 @@ MINED_FILES = ("pairs.parquet", "stats.json")
 
 
 def split_model(name: str) -> tuple[str, str | None]:
-    """``"resnet-mini+ssl-spp"`` → ``("resnet-mini", "ssl-spp")``; a bare backbone → recipe None."""
+    """``"<backbone>+<recipe>"`` → ``("<backbone>", "<recipe>")``; a bare backbone → recipe None."""
     backbone, _, recipe = name.partition("+")
     return backbone, (recipe or None)
 

@@ -28,8 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--features",
         type=Path,
-        help="the task's feature folder (default: the layout's; the dense-map cache for "
-        "correspondence)",
+        help="the task's feature folder (default: the one the track reads in the layout)",
     )
     parser.add_argument(
         "--out",

@@ -4,9 +4,8 @@ A benchmark's format is a function ``score(predictions, annotations, split, n_bo
 that reads the annotations (``matchbench.data.formats``), checks the prediction files entry by
 entry (``matchbench.data.formats.predictions``: an error names the file, the entry and what was
 expected) and returns the document's ``task``, ``split``, ``metrics``, ``per_category`` and
-``extra``. A track declares its formats (``Track.score_formats``; the correspondence track's
-SPair-71k, PF-PASCAL and AP-10K); the formats of the tracks still to come are in this module's
-own table, :data:`FORMATS`. Every metric with per-query values carries the summary of
+``extra``. A track declares its formats (``Track.score_formats``); the formats of the tracks still to
+come are in this module's own table, :data:`FORMATS`. Every metric with per-query values carries the summary of
 ``matchbench.metrics.summarise`` (value, 95% bootstrap interval, n), the one the pipeline's
 evaluation writes. The document is validated (``matchbench.documents``) before it is written;
 the formats are documented in docs/metrics.md.
