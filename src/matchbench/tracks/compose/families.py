@@ -156,15 +156,6 @@ def _find(raw_dir: Path, name: str, *subdirs: str) -> Path:
     )
 
 
-def _find_dir(raw_dir: Path, name: str, *parents: str) -> Path:
-    for parent in (raw_dir, *(raw_dir / p for p in parents)):
-        if (parent / name).is_dir():
-            return parent / name
-    raise MatchbenchError(
-        f"{raw_dir}: no {name}/ folder; run `matchbench download` for this dataset first"
-    )
-
-
 # --------------------------------------------------------------------------- readers
 
 
@@ -286,20 +277,20 @@ def add_corpus(t: Tables, annotations: Path, images: Path, descriptions: Path | 
 # --------------------------------------------------------------------------- families
 
 
-def _mirrored(sources: list[dict[str, Any]], mirror: str | None) -> list[dict[str, Any]]:
-    """Sources fetched from ``mirror`` by file name (ARO's Drive URLs carry no file name, so
-    the shared ``mirror_url`` cannot be used for them)."""
-    if not mirror:
-        return sources
-    return [{**s, "url": mirror.rstrip("/") + "/" + s["filename"]} for s in sources]
-
-
 def _download(sources: list[dict[str, Any]], raw_dir: Path, options: dict[str, Any]) -> None:
-    fetch(
-        _mirrored(sources, options.get("mirror")),
-        raw_dir,
-        checksums=dict(options.get("checksums") or {}),
-    )
+    """``fetch`` with the ``mirror`` and ``checksums`` options. A mirror serves each file under
+    its ``filename``: the shared ``mirror_url`` takes the name from the URL, which ARO's
+    Drive URLs do not carry, so those sources are pointed at the mirror here."""
+    mirror = options.get("mirror")
+    if mirror:
+        base = mirror.rstrip("/")
+        sources = [
+            s
+            if s["url"].rsplit("/", 1)[-1] == s["filename"]
+            else {**s, "url": f"{base}/{s['filename']}"}
+            for s in sources
+        ]
+    fetch(sources, raw_dir, base_url=mirror, checksums=dict(options.get("checksums") or {}))
 
 
 def prepare_sugarcrepe(raw_dir: Path, out_dir: Path) -> None:
