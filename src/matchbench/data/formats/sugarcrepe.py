@@ -1,7 +1,8 @@
 """SugarCrepe annotations (``RAIVNLab/sugar-crepe``): captions with hard negatives.
 
 Layout: ``data/<file>.json`` for seven files; each maps an item id to ``filename`` (a COCO
-2017 val image), ``caption`` and ``negative_caption``. Accuracy is reported per file.
+2017 val image), ``caption`` and ``negative_caption``. Accuracy is reported per file
+(``main_eval.py``: correct when the caption scores strictly above the negative).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def read_file(path: str | Path) -> dict[str, dict[str, str]]:
         for key in ("filename", "caption", "negative_caption"):
             if not isinstance(item.get(key), str):
                 raise MatchbenchError(f"{path}: item {item_id!r}: missing string {key!r}")
+            if not item[key].strip():
+                raise MatchbenchError(f"{path}: item {item_id!r}: empty {key!r}")
         out[str(item_id)] = {k: item[k] for k in ("filename", "caption", "negative_caption")}
     return out
 
@@ -51,3 +54,13 @@ def read_items(root: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
         for name in FILES
         if (base / f"{name}.json").is_file()
     }
+
+
+def image_path(
+    image_root: str | Path, item: dict[str, str], source: str | Path, item_id: str
+) -> Path:
+    """The item's COCO val2017 image under ``image_root``; absent is an error naming it."""
+    p = Path(image_root) / item["filename"]
+    if not p.is_file():
+        raise MatchbenchError(f"{source}: item {item_id!r}: image {p} not found")
+    return p

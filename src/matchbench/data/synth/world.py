@@ -309,3 +309,36 @@ def render_scene(
         ImageDraw.Draw(occ).rectangle([big(x1), big(y1), big(x2), big(y2)], fill=255)
         canvas = _paint(canvas, occ, occluder_grey)
     return _finish(canvas, width, height)
+
+
+def render_objects(
+    objects: list[tuple[Instance, View]],
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    *,
+    background: View,
+) -> Image.Image:
+    """Render several objects, painted in order (later ones in front), on one canvas.
+
+    ``background`` gives the background colours, gradient angle and clutter; each object's
+    own view its pose, scale and centre. Drawn as :func:`render_scene` draws one object
+    (a vertex ``(x, y)`` is the centre of pixel ``(x, y)``), without mark or occluder.
+    """
+    bw, bh = width * SUPERSAMPLE, height * SUPERSAMPLE
+    canvas = _background(background, width, rng, height)
+    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    canvas = _add_clutter(canvas, background.clutter, rng, bw, bh)
+    for instance, view in objects:
+        kps = keypoints(instance, view, width, height)
+        obj = Image.new("L", (bw, bh), 0)
+        pts = [
+            (x * SUPERSAMPLE + (SUPERSAMPLE - 1) / 2, y * SUPERSAMPLE + (SUPERSAMPLE - 1) / 2)
+            for x, y in kps
+        ]
+        ImageDraw.Draw(obj).polygon(pts, fill=255)
+        colour = np.asarray(instance.rgb(float(rng.normal(0, 0.05))), dtype=np.float64)
+        shade = 0.85 + 0.15 * math.cos(view.angle)
+        tex = _texture(instance, bw, bh)
+        canvas = _paint(canvas, obj, colour[None, None] * tex[..., None] * shade)
+    return _finish(canvas, width, height)
