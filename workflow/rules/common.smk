@@ -5,6 +5,7 @@ import re
 from matchbench.data import get_family
 from matchbench.layout import split_model
 from matchbench.reruns import job_params
+from matchbench.tracks import get_track
 
 
 def reads(stage, **opts):
@@ -29,6 +30,12 @@ def has_tables(dataset):
 
 
 PLAIN_DATASETS = [d for d in CFG["datasets"] if not has_tables(d)]
+
+
+def datasets_of(track):
+    """The config's datasets whose family the track brings (the track's rules prepare them)."""
+    modules = set(get_track(track).families)
+    return [d for d, s in CFG["datasets"].items() if type(get_family(s["family"])).__module__ in modules]
 
 
 def weights_input(wildcards):

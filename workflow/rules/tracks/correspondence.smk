@@ -2,7 +2,7 @@
 # backbone of the track is evaluated frozen on every dataset; those under `finetune` are also
 # fine-tuned on each dataset's train split and evaluated as <backbone>+correspondence.
 CORR = CFG["tracks"]["correspondence"]
-PAIR_DATASETS = [d for d in CFG["datasets"] if has_tables(d)]
+PAIR_DATASETS = datasets_of("correspondence")
 
 
 def correspondence_eval_inputs(wildcards):
