@@ -30,7 +30,7 @@ from matchbench.errors import MatchbenchError
 from matchbench.io import write_text
 from matchbench.layout import Layout
 from matchbench.reruns import SOURCE_ROOT, job_reads, parse_command
-from matchbench.tracks import recipes
+from matchbench.tracks import find_recipe
 
 DEFAULT_CONFIG = "config/default.yaml"
 DEFAULT_OUT = "dvc.yaml"
@@ -295,7 +295,6 @@ def plots(jobs: list[Job]) -> list[dict[str, Any]]:
     """Top-level plots: one learning-curve figure per train_log.csv column, a line per log.
 
     A log's columns are those its recipe declares (the job's ``--recipe``)."""
-    found = recipes()
     recipe_of = {
         out: parse_command(job.shellcmd)[1].get("recipe")
         for job in jobs
@@ -308,8 +307,10 @@ def plots(jobs: list[Job]) -> list[dict[str, Any]]:
         return []
 
     def columns(log: str) -> tuple[str, ...]:
-        recipe = recipe_of[log]
-        return found[recipe][1].plot_columns if recipe in found else ("loss",)
+        try:
+            return find_recipe(recipe_of[log] or "")[1].plot_columns
+        except MatchbenchError:
+            return ("loss",)
 
     ys = list(dict.fromkeys(y for log in logs for y in columns(log)))
     return [

@@ -128,7 +128,7 @@ def job_reads(
     ``backbone``, ``track``, ``dense``); a track adds its own keys through its ``reads``.
     """
     from matchbench.data import get_family
-    from matchbench.tracks import feature_kinds, get_recipe, load_object, recipes, tasks
+    from matchbench.tracks import feature_kinds, find_recipe, load_object, tasks
 
     modules = [STAGE_MODULES[stage]]
     keys: list[str] = []
@@ -146,8 +146,8 @@ def job_reads(
     elif stage == "mine":
         keys += [f"tracks.{opts['track']}.mine", "threads"]
     elif stage == "finetune":
-        track, recipe = recipes()[opts["recipe"]]
-        modules.append(_module_of(get_recipe(opts["recipe"]).train))
+        track, recipe = find_recipe(opts["recipe"])
+        modules.append(_module_of(recipe.train))
         keys += [f"backbones.{opts['backbone']}", *RUNTIME_KEYS]
     elif stage == "evaluate":
         track = tasks()[opts["task"]]

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from matchbench.documents import validate_document
-from matchbench.errors import MatchbenchError, did_you_mean
+from matchbench.errors import MatchbenchError
 from matchbench.io import read_json
 from matchbench.layout import split_model
 from matchbench.report import checks
@@ -118,9 +118,8 @@ def gather_train_logs(docs: Iterable[MetricsDoc]) -> pd.DataFrame:
 
     Documents of several tasks may name one model's log: it is read once.
     """
-    from matchbench.tracks import recipes
+    from matchbench.tracks import find_recipe
 
-    known = recipes()
     frames: list[pd.DataFrame] = []
     owner: dict[tuple[str, str], Path] = {}
     for d in sorted(docs, key=lambda d: (d.dataset, d.model, d.task)):
@@ -137,19 +136,20 @@ def gather_train_logs(docs: Iterable[MetricsDoc]) -> pd.DataFrame:
             continue
         owner[key] = path
         recipe = split_model(d.model)[1]
-        if recipe not in known:
+        try:
+            declared = find_recipe(recipe or "")[1]
+            series = list(declared.plot_columns)
+        except MatchbenchError as e:
             raise MatchbenchError(
                 f"{d.path}: artifacts.{TRAIN_LOG}: model {d.model!r} names no known recipe "
-                f"(expected <backbone>+<recipe>, recipes: {', '.join(sorted(known))})"
-                f"{did_you_mean(recipe or '', known)}"
-            )
-        series = list(known[recipe][1].plot_columns)
+                f"(expected <backbone>+<recipe>; {e})"
+            ) from None
         log = checks.read_csv(path)
         for column in ("epoch", *series):
             if column not in log.columns:
                 raise MatchbenchError(
                     f"{path}: missing column {column!r} (recipe {recipe!r} logs "
-                    f"{', '.join(known[recipe][1].log_columns)})"
+                    f"{', '.join(declared.log_columns)})"
                 )
             if not checks.numeric(log[column]):
                 raise MatchbenchError(f"{path}: column {column!r}: expected numbers")

@@ -19,7 +19,12 @@ from matchbench.tracks import get_recipe, load_object, recipes
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--recipe", required=True, choices=sorted(recipes()))
+    parser.add_argument(
+        "--recipe",
+        required=True,
+        help="a recipe of a track: "
+        + ", ".join(f"{n}<variant>" if r.prefix else n for n, (_, r) in sorted(recipes().items())),
+    )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--backbone", required=True)
     parser.add_argument(
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             f"--recipe {args.recipe} needs --pairs (a pairs.parquet from `matchbench mine`)"
         )
     if not recipe.takes_pairs and args.pairs is not None:
-        takers = sorted(name for name, (_, r) in recipes().items() if r.takes_pairs)
+        takers = sorted(name for name, (_, r) in recipes().items() if r.takes_pairs)  # noqa: SIM118
         raise MatchbenchError(
             f"--recipe {args.recipe} takes no --pairs; recipes that do: {', '.join(takers)}"
         )

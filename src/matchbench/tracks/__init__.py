@@ -52,6 +52,16 @@ class Recipe:
     log_columns: tuple[str, ...]
     plot_columns: tuple[str, ...]
     takes_pairs: bool = False
+    # A family of recipes named by the config: ``clip-`` stands for ``clip-<variant>`` for
+    # every variant the track's block defines (the recipe's ``train`` reads which one).
+    prefix: bool = False
+
+    def matches(self, name: str) -> bool:
+        return (
+            name.startswith(self.name) and len(name) > len(self.name)
+            if self.prefix
+            else name == self.name
+        )
 
 
 @dataclass(frozen=True)
@@ -142,13 +152,23 @@ def recipes() -> dict[str, tuple[Track, Recipe]]:
     return found
 
 
-def get_recipe(name: str) -> Recipe:
+def find_recipe(name: str) -> tuple[Track, Recipe]:
+    """The track and recipe of ``name``: a recipe of that name, or of a prefix family
+    (``clip-<variant>``)."""
     known = recipes()
-    if name not in known:
-        raise MatchbenchError(
-            f"unknown recipe {name!r} (known: {', '.join(sorted(known))}){did_you_mean(name, known)}"
-        )
-    return known[name][1]
+    if name in known and not known[name][1].prefix:
+        return known[name]
+    for track, recipe in known.values():
+        if recipe.prefix and recipe.matches(name):
+            return track, recipe
+    shown = [f"{n}<variant>" if r.prefix else n for n, (_, r) in sorted(known.items())]
+    raise MatchbenchError(
+        f"unknown recipe {name!r} (known: {', '.join(shown)}){did_you_mean(name, known)}"
+    )
+
+
+def get_recipe(name: str) -> Recipe:
+    return find_recipe(name)[1]
 
 
 def feature_kinds() -> dict[str, str]:
