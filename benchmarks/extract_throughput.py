@@ -45,8 +45,8 @@ from matchbench.data import get_family
 from matchbench.data.synth import CATEGORIES
 from matchbench.images import IndexedImages, normalise, read_index
 from matchbench.models import create_backbone
-from matchbench.runtime import autocast_dtype, resolve_device, set_threads
-from matchbench.stages.extract import embed, extract
+from matchbench.runtime import autocast_dtype, embed, resolve_device, set_threads
+from matchbench.stages.extract import extract
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 ROWS = {
