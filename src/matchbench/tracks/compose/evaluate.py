@@ -32,7 +32,6 @@ the published statistic and categories keep equal weight.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,13 @@ from matchbench.layout import Layout
 from matchbench.metrics import per_category, summarise, target_rank
 from matchbench.models.backbones import load_model
 from matchbench.runtime import Runtime, embed, start
+from matchbench.tracks.compose.text import (
+    CAPTION_COLUMNS,
+    PAIR_COLUMNS,
+    count_truncated,
+    read_table,
+    warn_truncated,
+)
 from matchbench.tracks.compose.variants import block, model_weights
 
 TASK = "compose"
@@ -62,8 +68,6 @@ SUGARCREPE = (
     "swap_att",
 )
 BENCHMARKS = ("sugarcrepe", "aro_relation", "aro_attribution")
-CAPTION_COLUMNS = ("image", "split", "alt", "rich")
-PAIR_COLUMNS = ("id", "benchmark", "category", "image", "positive", "negative")
 
 # The `symmetric` list of the official notebook (mertyg/vision-language-models-are-bows,
 # notebooks/Replicate ARO! VG-Relation, VG-Attribution.ipynb), dropped before VG-Relation's
@@ -188,17 +192,6 @@ def retrieval_hits(scores: ArrayLike, ks: list[int]) -> dict[str, dict[int, np.n
 # --------------------------------------------------------------------------- tables
 
 
-def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as e:
-        raise MatchbenchError(f"{path}: not a readable parquet table ({e})") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise MatchbenchError(f"{path}: lacks columns {missing} (expected {list(columns)})")
-    return df
-
-
 def _check_pairs(pairs: pd.DataFrame, path: Path) -> None:
     unknown = sorted(set(pairs["benchmark"]) - set(BENCHMARKS))
     if unknown:
@@ -228,26 +221,6 @@ def retrieval_rows(captions: pd.DataFrame, split: str, path: Path) -> pd.DataFra
 
 
 # --------------------------------------------------------------------------- encoding
-
-
-def count_truncated(encoder: Any, texts: list[str], tokens: torch.Tensor) -> int:
-    """How many ``texts`` the tokenizer cut to its context (their last slot is taken and the
-    text is longer than the context, as open_clip's tokenizer counts its BPE tokens)."""
-    full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
-    tok = getattr(encoder, "_tokenizer", None)
-    if not full or not hasattr(tok, "encode"):
-        return len(full)
-    room = tokens.shape[1] - 2  # start and end of text
-    return sum(len(tok.encode(texts[i])) > room for i in full)
-
-
-def warn_truncated(n: int, total: int, context: int, what: str) -> None:
-    if n:
-        print(
-            f"warning: {n} of {total} {what} are longer than the text context ({context} tokens) "
-            "and were truncated",
-            file=sys.stderr,
-        )
 
 
 @torch.inference_mode()
