@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -301,6 +301,16 @@ def load_weights(encoder: Encoder, path: str | Path) -> None:
             encoder.text_unavailable = f"{path} holds the image tower only"
             return
     _apply_state(module, state, path)
+    # A checkpoint trained with another text attention than the architecture's says so
+    # (metadata ``text_attention``), so every stage loads it the way it was trained.
+    attention = _read_metadata(path).get("text_attention")
+    if isinstance(encoder, OpenClipEncoder) and attention in ("causal", "bidirectional"):
+        encoder.set_text_bidirectional(attention == "bidirectional")
+
+
+def _read_metadata(path: str | Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
 def _canonical_header(blob: bytes) -> tuple[bytes, int]:

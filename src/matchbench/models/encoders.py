@@ -231,7 +231,67 @@ class OpenClipEncoder(Encoder):
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         self._check_text()
-        return self.module.encode_text(tokens, normalize=False)
+        if not self.text_bidirectional:
+            return self.module.encode_text(tokens, normalize=False)
+        from open_clip.transformer import text_global_pool
+
+        module = self.module
+        x = text_global_pool(
+            self.text_tokens(tokens),
+            tokens,
+            module.text_pool_type,
+            eos_token_id=getattr(module, "text_eos_id", None),
+        )
+        proj = module.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    # A built-in open_clip text transformer (``CLIP``: token_embedding, transformer, ln_final at
+    # the top level) can run causal (as trained by CLIP) or bidirectional. open_clip's
+    # ``CLIP.encode_text`` with ``attn_mask`` None attends to the padding after the end-of-text
+    # token, whose feature it pools (``text_global_pool`` argmax); ``text_tokens`` masks
+    # padding as keys instead, so a text's features do not depend on the padding.
+
+    def _builtin_text(self) -> nn.Module:
+        self._check_text()
+        if not hasattr(self.module, "token_embedding"):
+            raise MatchbenchError(
+                f"backbone {self.name!r} ({type(self.module).__name__}): only open_clip's "
+                "built-in text transformer gives token outputs and bidirectional attention"
+            )
+        return self.module
+
+    @property
+    def text_bidirectional(self) -> bool:
+        """Whether the text transformer attends both ways (no causal mask)."""
+        module = self.module
+        return hasattr(module, "token_embedding") and getattr(module, "attn_mask", 0) is None
+
+    def set_text_bidirectional(self, bidirectional: bool) -> None:
+        """Drop (True) or restore (False) the causal mask of the text transformer."""
+        module = self._builtin_text()
+        if bidirectional:
+            module.attn_mask = None
+            return
+        n = module.positional_embedding.shape[0]
+        mask = torch.full((n, n), float("-inf"), device=module.positional_embedding.device)
+        module.attn_mask = mask.triu_(1)
+
+    def text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per-token outputs (N, L, width) of the text transformer, after ``ln_final``."""
+        module = self._builtin_text()
+        cast = module.transformer.get_cast_dtype()
+        x = module.token_embedding(tokens).to(cast) + module.positional_embedding.to(cast)
+        mask = module.attn_mask
+        if mask is None:  # bidirectional: keys after the end-of-text token are padding
+            n, length = tokens.shape
+            pad = torch.arange(length, device=tokens.device)[None, :] > tokens.argmax(-1)[:, None]
+            mask = torch.zeros(n, length, length, dtype=x.dtype, device=x.device)
+            mask.masked_fill_(pad[:, None, :], float("-inf"))
+            heads = module.transformer.resblocks[0].attn.num_heads
+            mask = mask.repeat_interleave(heads, 0)
+        return module.ln_final(module.transformer(x, attn_mask=mask))
 
     def set_resolution(self, resolution: int) -> None:
         native = getattr(self.module.visual, "image_size", None)

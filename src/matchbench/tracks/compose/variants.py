@@ -1,0 +1,196 @@
+"""The compose block's training variants, recipe names and checkpoint paths (no torch here).
+
+A variant is a named entry of ``tracks.compose.variants`` (``{caption: alt|rich, text_tower:
+scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr}``); variant ``<v>`` is the
+recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
+that ``text_tower: pretrained`` variants start from. :func:`recipes_for` gives the recipe
+declarations of a block; :func:`resolve` a variant with its inherited and default settings;
+:func:`needs` the checkpoints a recipe starts from (what the DAG must build first);
+:func:`model_weights` the checkpoint a model name loads for evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from matchbench.errors import MatchbenchError, did_you_mean
+from matchbench.layout import Layout, split_model
+from matchbench.tracks import Recipe
+
+PACKAGE = "matchbench.tracks.compose"
+PREFIX = "clip-"
+MLM = "text-mlm"
+
+# Log columns, declared once: the recipes write exactly these (in this order).
+CLIP_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc", "hn_acc", "logit_scale")
+CLIP_PLOT_COLUMNS = ("loss", "batch_acc")
+MLM_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "mlm_acc")
+MLM_PLOT_COLUMNS = ("loss", "mlm_acc")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files(PACKAGE).joinpath("schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def block(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``tracks.compose`` with every default filled in (the loader already does so once the
+    track is registered; a config built by hand gets the same values)."""
+    from matchbench.config import fill_defaults
+
+    raw = cfg.get("tracks", {}).get("compose")
+    if raw is None:
+        raise MatchbenchError("the compose track reads tracks.compose, which the config lacks")
+    return fill_defaults(copy.deepcopy(raw), schema())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant with its inherited and default settings resolved."""
+
+    name: str
+    caption: str  # alt | rich
+    text_tower: str  # scratch | pretrained
+    bidirectional: bool
+    hard_negatives: bool
+    start: str | None  # the variant whose checkpoint this one starts from
+    epochs: int
+    lr: float
+
+    @property
+    def recipe(self) -> str:
+        return f"{PREFIX}{self.name}"
+
+
+def recipe_name(variant: str) -> str:
+    return f"{PREFIX}{variant}"
+
+
+def variant_name(recipe: str, blk: dict[str, Any]) -> str:
+    """``clip-<v>`` → ``<v>``, which must be a variant of the block."""
+    known = [recipe_name(v) for v in blk["variants"]]
+    if not recipe.startswith(PREFIX) or recipe[len(PREFIX) :] not in blk["variants"]:
+        raise MatchbenchError(
+            f"recipe {recipe!r} is not a variant of tracks.compose.variants (recipes: "
+            f"{', '.join(known) or 'none'}){did_you_mean(recipe, known)}"
+        )
+    return recipe[len(PREFIX) :]
+
+
+def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Variant:
+    """Variant ``name`` of the block, defaults and inheritance applied.
+
+    A variant with ``start`` continues that variant's checkpoint, so it inherits its text tower
+    and attention; setting them differently is an error (the weights would not fit).
+    """
+    variants = blk["variants"]
+    key = f"tracks.compose.variants.{name}"
+    if name not in variants:
+        raise MatchbenchError(
+            f"tracks.compose.variants: no variant {name!r} ({', '.join(variants)})"
+            f"{did_you_mean(name, variants)}"
+        )
+    if name in _seen:
+        raise MatchbenchError(f"{key}.start: a cycle ({' -> '.join((*_seen, name))})")
+    v = variants[name]
+    train = blk["train"]
+    text_tower, bidirectional = v.get("text_tower"), v.get("bidirectional")
+    start = v.get("start")
+    if start is not None:
+        if start not in variants:
+            raise MatchbenchError(
+                f"{key}.start: {start!r} is not a variant ({', '.join(variants)})"
+                f"{did_you_mean(start, variants)}"
+            )
+        base = resolve(blk, start, (*_seen, name))
+        for field, mine, theirs in (
+            ("text_tower", text_tower, base.text_tower),
+            ("bidirectional", bidirectional, base.bidirectional),
+        ):
+            if mine is not None and mine != theirs:
+                raise MatchbenchError(
+                    f"{key}.{field}: {mine!r}, but it starts from variant {start!r} whose "
+                    f"{field} is {theirs!r}; leave it unset to inherit"
+                )
+        text_tower, bidirectional = base.text_tower, base.bidirectional
+    text_tower = text_tower or "scratch"
+    if bidirectional is None:
+        bidirectional = text_tower == "pretrained"
+    return Variant(
+        name=name,
+        caption=v["caption"],
+        text_tower=text_tower,
+        bidirectional=bool(bidirectional),
+        hard_negatives=bool(v.get("hard_negatives", False)),
+        start=start,
+        epochs=int(v.get("epochs") or train["epochs"]),
+        lr=float(v.get("lr") or train["lr"]),
+    )
+
+
+def uses_mlm(blk: dict[str, Any]) -> bool:
+    """Whether a variant needs the text-mlm checkpoint (a pretrained text tower from it)."""
+    return blk["train"]["text_weights"] == MLM and any(
+        resolve(blk, v).text_tower == "pretrained" and resolve(blk, v).start is None
+        for v in blk["variants"]
+    )
+
+
+def recipes_for(blk: dict[str, Any]) -> tuple[Recipe, ...]:
+    """The recipe declarations of a block: ``text-mlm`` and one ``clip-<v>`` per variant.
+
+    Each ``train`` is ``matchbench.tracks.compose.recipe:<recipe name>``, which that module
+    resolves to its ``train`` bound to the recipe (``recipe.__getattr__``).
+    """
+    out = [Recipe(MLM, f"{PACKAGE}.recipe:{MLM}", MLM_LOG_COLUMNS, MLM_PLOT_COLUMNS)]
+    for v in blk["variants"]:
+        resolve(blk, v)  # errors now, when the DAG is built
+        name = recipe_name(v)
+        out.append(Recipe(name, f"{PACKAGE}.recipe:{name}", CLIP_LOG_COLUMNS, CLIP_PLOT_COLUMNS))
+    return tuple(out)
+
+
+def training_dataset(blk: dict[str, Any], dataset: str) -> str:
+    """The dataset a fine-tuned model evaluated on ``dataset`` was trained on."""
+    return blk["train_dataset"] or dataset
+
+
+def needs(cfg: dict[str, Any], recipe: str, dataset: str, backbone: str) -> list[str]:
+    """Checkpoints recipe ``recipe`` reads before training ``backbone`` on ``dataset``:
+    the start variant's model, or the text-mlm model for a pretrained text tower."""
+    blk = block(cfg)
+    if recipe == MLM:
+        return []
+    v = resolve(blk, variant_name(recipe, blk))
+    layout = Layout.of(cfg)
+    if v.start is not None:
+        return [layout.model(recipe_name(v.start), dataset, backbone, "model.safetensors")]
+    if v.text_tower == "pretrained":
+        return [text_weights(cfg, blk, dataset, backbone)]
+    return []
+
+
+def text_weights(cfg: dict[str, Any], blk: dict[str, Any], dataset: str, backbone: str) -> str:
+    """The file a pretrained text tower is read from (``train.text_weights``)."""
+    src = blk["train"]["text_weights"]
+    if src == MLM:
+        return Layout.of(cfg).model(MLM, dataset, backbone, "model.safetensors")
+    return src
+
+
+def model_weights(cfg: dict[str, Any], model: str, dataset: str) -> str | None:
+    """The weights file model ``model`` loads when evaluated on ``dataset``: a compose recipe's
+    checkpoint trained on ``train_dataset`` (or ``dataset``), else what the layout says."""
+    backbone, recipe = split_model(model)
+    layout = Layout.of(cfg)
+    if recipe is not None and (recipe == MLM or recipe.startswith(PREFIX)):
+        train_on = training_dataset(block(cfg), dataset)
+        return layout.model(recipe, train_on, backbone, "model.safetensors")
+    return layout.model_weights(cfg, model, dataset)
