@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     args.out = out
     doc = tasks()[args.task].fn("evaluate")(cfg, args)
     backbone, recipe = split_model(args.model)
-    if recipe is not None:  # the training log of a fine-tuned model, for its learning curves
+    artifacts = doc.get("artifacts", {})
+    if recipe is not None and "train_log" not in artifacts:
+        # The training log of a fine-tuned model, for its learning curves (a task whose models
+        # train on another dataset names it itself).
         log = Layout.of(cfg).model(recipe, args.dataset, backbone, "train_log.csv")
-        doc["artifacts"] = {**doc.get("artifacts", {}), "train_log": log}
+        doc["artifacts"] = {**artifacts, "train_log": log}
     validate_document(doc, str(out))
     write_json(out, doc)
     summary = ", ".join(

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
             f"--recipe {args.recipe} takes no --pairs; recipes that do: {', '.join(takers)}"
         )
     out = args.out or Path(Layout.of(cfg).model(args.recipe, args.dataset, args.backbone))
-    summary = load_object(recipe.train)(cfg, args.dataset, args.backbone, out, pairs=args.pairs)
+    train = load_object(recipe.train)
+    # A recipe family (clip-<variant>) learns which member it runs from its name.
+    named = {"recipe": args.recipe} if recipe.prefix else {}
+    summary = train(cfg, args.dataset, args.backbone, out, pairs=args.pairs, **named)
     print(f"finetune: {args.recipe} {args.backbone} on {args.dataset}: {summary} -> {out}")
     return 0

@@ -27,7 +27,7 @@ import yaml
 from matchbench.errors import MatchbenchError, did_you_mean
 
 # The registry. Adding a track is one folder, one rules file, and one name here.
-NAMES: tuple[str, ...] = ("ssl", "correspondence")
+NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose")
 
 
 def load_object(ref: str) -> Any:
@@ -53,7 +53,7 @@ class Recipe:
     plot_columns: tuple[str, ...]
     takes_pairs: bool = False
     # A family of recipes named by the config: ``clip-`` stands for ``clip-<variant>`` for
-    # every variant the track's block defines (the recipe's ``train`` reads which one).
+    # every variant the track's block defines; its ``train`` gets ``recipe=<name>``.
     prefix: bool = False
 
     def matches(self, name: str) -> bool:

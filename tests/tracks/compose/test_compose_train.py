@@ -27,7 +27,8 @@ from matchbench.layout import Layout
 from matchbench.models import OpenClipEncoder, create_backbone
 from matchbench.models.backbones import save_state
 from matchbench.runtime import seed_everything
-from matchbench.tracks.compose import mlm, recipe
+from matchbench.tracks import find_recipe
+from matchbench.tracks.compose import mlm
 from matchbench.tracks.compose.negatives import Vocabulary, negatives
 from matchbench.tracks.compose.recipe import contrastive_loss, train
 from matchbench.tracks.compose.text import sample_sentences, sentences
@@ -36,7 +37,6 @@ from matchbench.tracks.compose.variants import (
     MLM_LOG_COLUMNS,
     block,
     needs,
-    recipes_for,
 )
 from matchbench.tracks.compose.variants import (
     resolve as resolve_variant,
@@ -237,15 +237,14 @@ def test_bidirectional_attention_changes_text_features_and_ignores_padding() -> 
 # --------------------------------------------------------------------------- the recipes
 
 
-def test_recipes_for_a_block_and_what_they_start_from(world: Path) -> None:
+def test_the_recipes_and_what_they_start_from(world: Path) -> None:
     cfg = config(world)
     blk = block(cfg)
-    names = [r.name for r in recipes_for(blk)]
-    assert names == ["text-mlm", "clip-alt", "clip-rich", "clip-hn", "clip-rich-hn", "clip-pt"]
-    assert all(r.log_columns == CLIP_LOG_COLUMNS for r in recipes_for(blk)[1:])
-    assert recipes_for(blk)[0].log_columns == MLM_LOG_COLUMNS
-    assert getattr(recipe, "clip-rich").keywords == {"recipe": "clip-rich"}
-    assert getattr(recipe, "text-mlm") is mlm.train
+    for name in ("clip-alt", "clip-rich", "clip-hn", "clip-rich-hn", "clip-pt"):
+        track, found = find_recipe(name)
+        assert track.name == "compose" and found.prefix
+        assert found.log_columns == CLIP_LOG_COLUMNS
+    assert find_recipe("text-mlm")[1].log_columns == MLM_LOG_COLUMNS
     hn = resolve_variant(blk, "rich-hn")
     assert (hn.text_tower, hn.bidirectional, hn.start) == ("scratch", False, "rich")
     pt = resolve_variant(blk, "pt")
@@ -258,7 +257,7 @@ def test_recipes_for_a_block_and_what_they_start_from(world: Path) -> None:
     ]
     bad = config(world, variants={"x": {"caption": "alt", "start": "pt", "text_tower": "scratch"}})
     with pytest.raises(MatchbenchError, match=r"variants\.x\.text_tower.*'pt'"):
-        recipes_for(block(bad))
+        resolve_variant(block(bad), "x")
     with pytest.raises(MatchbenchError, match="not a variant"):
         train(cfg, "vl", "clip-mini", world / "o", recipe="clip-nope")
 

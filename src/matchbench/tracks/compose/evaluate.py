@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from matchbench.errors import MatchbenchError
 from matchbench.images import IndexedImages, read_index
-from matchbench.layout import Layout
+from matchbench.layout import Layout, split_model
 from matchbench.metrics import per_category, summarise, target_rank
 from matchbench.models.backbones import load_model
 from matchbench.runtime import Runtime, embed, start
@@ -355,7 +355,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 metrics[f"{direction}_r@{k}"] = summarise(h, n_boot, seed)
         extra["retrieval"] = {"split": ecfg["split"], "caption": "rich", "n_images": len(docci)}
     extra["chance"] = _chance(metrics, docci)
-    return {
+    doc = {
         "task": TASK,
         "dataset": args.dataset,
         "model": args.model,
@@ -364,6 +364,11 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "per_category": cats,
         "extra": extra,
     }
+    weights = model_weights(cfg, args.model, args.dataset)
+    if split_model(args.model)[1] is not None and weights is not None:
+        # Trained on train_dataset: its log lies beside the checkpoint it was evaluated with.
+        doc["artifacts"] = {"train_log": str(Path(weights).with_name("train_log.csv"))}
+    return doc
 
 
 def _chance(metrics: dict[str, Any], docci: pd.DataFrame | None) -> dict[str, float]:

@@ -22,18 +22,17 @@ and a cosine schedule; no weight decay on gains, biases, embeddings and ``logit_
 The whole model is saved (``<backbone>+clip-<variant>`` loads like any model), with its text
 attention in the safetensors metadata (``text_attention``) so every stage loads it as it was
 trained. Every random draw comes from the run's generator: a CPU rerun writes the same bytes.
-Recipe names resolve through this module's ``__getattr__``: ``recipe:clip-rich`` is
-:func:`train` bound to ``recipe="clip-rich"``, ``recipe:text-mlm`` is :func:`.mlm.train`.
+The registry declares the family once (``Recipe("clip-", ..., prefix=True)``, the track's
+``__init__``); ``matchbench finetune --recipe clip-<variant>`` calls :func:`train` with
+``recipe="clip-<variant>"``.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io as _io
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +64,6 @@ from matchbench.tracks.compose.text import (
 )
 from matchbench.tracks.compose.variants import (
     CLIP_LOG_COLUMNS,
-    MLM,
-    PREFIX,
     Variant,
     block,
     recipe_name,
@@ -78,17 +75,6 @@ from matchbench.tracks.compose.variants import (
 # The text tower of open_clip's built-in CLIP (what a pretrained tower replaces).
 TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.")
 LOGIT_SCALE_MAX = math.log(100)  # open_clip clamps logit_scale to [0, ln 100] after each step
-
-
-def __getattr__(name: str) -> Callable[..., str]:
-    """``clip-<variant>`` → :func:`train` for that recipe; ``text-mlm`` → :func:`.mlm.train`."""
-    if name == MLM:
-        from matchbench.tracks.compose.mlm import train as train_mlm
-
-        return train_mlm
-    if name.startswith(PREFIX):
-        return functools.partial(train, recipe=name)
-    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------- parts

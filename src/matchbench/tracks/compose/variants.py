@@ -3,8 +3,7 @@
 A variant is a named entry of ``tracks.compose.variants`` (``{caption: alt|rich, text_tower:
 scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr}``); variant ``<v>`` is the
 recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
-that ``text_tower: pretrained`` variants start from. :func:`recipes_for` gives the recipe
-declarations of a block; :func:`resolve` a variant with its inherited and default settings;
+that ``text_tower: pretrained`` variants start from. :func:`resolve` a variant with its inherited and default settings;
 :func:`needs` the checkpoints a recipe starts from (what the DAG must build first);
 :func:`model_weights` the checkpoint a model name loads for evaluation.
 """
@@ -21,7 +20,6 @@ import yaml
 
 from matchbench.errors import MatchbenchError, did_you_mean
 from matchbench.layout import Layout, split_model
-from matchbench.tracks import Recipe
 
 PACKAGE = "matchbench.tracks.compose"
 PREFIX = "clip-"
@@ -141,20 +139,6 @@ def uses_mlm(blk: dict[str, Any]) -> bool:
         resolve(blk, v).text_tower == "pretrained" and resolve(blk, v).start is None
         for v in blk["variants"]
     )
-
-
-def recipes_for(blk: dict[str, Any]) -> tuple[Recipe, ...]:
-    """The recipe declarations of a block: ``text-mlm`` and one ``clip-<v>`` per variant.
-
-    Each ``train`` is ``matchbench.tracks.compose.recipe:<recipe name>``, which that module
-    resolves to its ``train`` bound to the recipe (``recipe.__getattr__``).
-    """
-    out = [Recipe(MLM, f"{PACKAGE}.recipe:{MLM}", MLM_LOG_COLUMNS, MLM_PLOT_COLUMNS)]
-    for v in blk["variants"]:
-        resolve(blk, v)  # errors now, when the DAG is built
-        name = recipe_name(v)
-        out.append(Recipe(name, f"{PACKAGE}.recipe:{name}", CLIP_LOG_COLUMNS, CLIP_PLOT_COLUMNS))
-    return tuple(out)
 
 
 def training_dataset(blk: dict[str, Any], dataset: str) -> str:
