@@ -622,63 +622,6 @@ def test_ap10k_keypoints_visible_in_both(tmp_path):
     assert doc["per_category"]["pck@0.1"] == {"cat": 1.0}
 
 
-# --------------------------------------------------------------------------- SugarCrepe
-
-
-@pytest.fixture
-def sugar_root(tmp_path: Path) -> Path:
-    item = {"filename": "x.jpg", "caption": "a cat", "negative_caption": "a dog"}
-    _write(tmp_path / "sugar" / "data" / "add_obj.json", {"0": item, "1": item})
-    _write(tmp_path / "sugar" / "data" / "swap_att.json", {"7": item})
-    return tmp_path / "sugar"
-
-
-def test_sugarcrepe_accuracy_per_file(tmp_path, sugar_root):
-    preds = {
-        "add_obj": {"0": {"pos": 0.3, "neg": 0.2}, "1": {"pos": 0.2, "neg": 0.2}},  # a tie is wrong
-        "swap_att": {"7": {"pos": 0.9, "neg": -0.1}},
-    }
-    path = _write(tmp_path / "sc.json", preds)
-    rc, doc = _score(
-        tmp_path,
-        "--benchmark",
-        "sugarcrepe",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(sugar_root),
-    )
-    assert rc == 0
-    assert doc["per_category"]["accuracy"] == {"add_obj": 0.5, "swap_att": 1.0}
-    assert _value(doc, "accuracy_add_obj") == 0.5 and _value(doc, "accuracy") == 0.75
-    assert doc["task"] == "compose"
-
-
-def test_sugarcrepe_malformed(tmp_path, sugar_root, capsys):
-    path = _write(tmp_path / "sc.json", {"add_obj": {"0": {"pos": 1}, "1": {"pos": 1, "neg": 0}}})
-    rc, _ = _score(
-        tmp_path,
-        "--benchmark",
-        "sugarcrepe",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(sugar_root),
-    )
-    assert rc == 2 and "entry 'add_obj/0': expected" in capsys.readouterr().err
-    path = _write(tmp_path / "sc.json", {"replace_rel": {}})
-    rc, _ = _score(
-        tmp_path,
-        "--benchmark",
-        "sugarcrepe",
-        "--predictions",
-        str(path),
-        "--annotations",
-        str(sugar_root),
-    )
-    assert rc == 2 and "no replace_rel.json" in capsys.readouterr().err
-
-
 # --------------------------------------------------------------------------- the format registry
 
 
@@ -688,8 +631,11 @@ def test_formats_come_from_the_tracks_and_the_stage_table():
 
     track = dict(get_track("correspondence").score_formats)
     assert set(track) == {"spair", "pfpascal", "ap10k"}
-    assert score_formats() == track
     assert all(ref.startswith("matchbench.tracks.correspondence.score:") for ref in track.values())
+    compose = dict(get_track("compose").score_formats)
+    assert set(compose) == {"sugarcrepe", "aro"}
+    track |= compose
+    assert score_formats() == track
     assert set(formats()) == set(FORMATS) | set(track)
     assert not set(FORMATS) & set(track)
 

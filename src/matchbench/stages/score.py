@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from matchbench import metrics
-from matchbench.data.formats import circo, cirr, fashioniq, ilias, sugarcrepe
+from matchbench.data.formats import circo, cirr, fashioniq, ilias
 from matchbench.data.formats.predictions import (
     as_object,
     check_keys,
@@ -44,14 +44,12 @@ FASHIONIQ_KS = (10, 50)
 ILIAS_K = 1000
 
 # The formats of tracks that do not exist yet, by benchmark name. Each moves to its track's
-# ``score_formats`` when the track lands (cir: cirr, circo, fashioniq; retrieval: ilias;
-# compose: sugarcrepe).
+# ``score_formats`` when the track lands (cir: cirr, circo, fashioniq; retrieval: ilias).
 FORMATS: dict[str, str] = {
     "cirr": f"{__name__}:score_cirr",
     "circo": f"{__name__}:score_circo",
     "fashioniq": f"{__name__}:score_fashioniq",
     "ilias": f"{__name__}:score_ilias",
-    "sugarcrepe": f"{__name__}:score_sugarcrepe",
 }
 
 
@@ -313,48 +311,6 @@ def score_ilias(
 
 
 # --------------------------------------------------------------------------- compositional matching
-
-
-def score_sugarcrepe(
-    paths: list[Path], root: Path, split: str | None, n_boot: int, seed: int
-) -> dict[str, Any]:
-    """SugarCrepe: ``{"<file>": {"<item id>": {"pos": s, "neg": s}}}``, any of the seven files;
-    ``pos`` scores the image with its caption, ``neg`` with the negative caption."""
-    path = single(paths, "sugarcrepe")
-    split = split or "test"
-    items = sugarcrepe.read_items(root)
-    data = as_object(read_predictions(path), path, "top level")
-    unknown = [f for f in data if f not in sugarcrepe.FILES]
-    if unknown or not data:
-        raise MatchbenchError(
-            f"{path}: top-level keys must be SugarCrepe files ({', '.join(sugarcrepe.FILES)}); "
-            f"got {examples(unknown or ['nothing'])}"
-        )
-    out = _result("compose", split, {})
-    accs: dict[str, float] = {}
-    total = 0
-    for name in (f for f in sugarcrepe.FILES if f in data):
-        if name not in items:
-            raise MatchbenchError(f"{path}: {name!r}: the annotations have no {name}.json")
-        entries = as_object(data[name], path, f"file {name!r}")
-        check_keys(entries, list(items[name]), path, f"{name} item")
-        pos, neg = np.empty(len(entries)), np.empty(len(entries))
-        for i, item_id in enumerate(items[name]):
-            entry = f"{name}/{item_id}"
-            e = entries[item_id]
-            if not isinstance(e, dict) or set(e) != {"pos", "neg"}:
-                raise MatchbenchError(
-                    f'{path}: entry {entry!r}: expected {{"pos": score, "neg": score}}'
-                )
-            pos[i] = number(e["pos"], path, entry, "'pos'")
-            neg[i] = number(e["neg"], path, entry, "'neg'")
-        accs[name] = metrics.pair_accuracy(pos, neg)
-        out["metrics"][f"accuracy_{name}"] = metrics.summarise(pos > neg, n_boot, seed)
-        total += len(pos)
-    out["metrics"]["accuracy"] = plain(_mean(accs.values()), total)
-    out["per_category"]["accuracy"] = accs
-    out["extra"] = {"files": list(accs), "items": total}
-    return out
 
 
 # --------------------------------------------------------------------------- command

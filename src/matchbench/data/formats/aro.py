@@ -26,11 +26,8 @@ Reported numbers, as the official code computes them:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from matchbench.errors import MatchbenchError
 from matchbench.io import read_json
@@ -159,37 +156,3 @@ def crop_box(
             f"the {width}x{height} image {item['image_path']} (tolerance {tolerance:g} px)"
         )
     return (x, y, x + w, y + h)
-
-
-def relation_macro_accuracy(
-    relations: Sequence[str], correct: Iterable[bool]
-) -> tuple[float, dict[str, float]]:
-    """VG-Relation: (macro accuracy over the non-symmetric relations, {relation: accuracy})."""
-    per = _per_group(relations, correct)
-    kept = {r: a for r, a in per.items() if r not in SYMMETRIC_RELATIONS}
-    if not kept:
-        raise MatchbenchError("VG-Relation: no relation left once the symmetric ones are removed")
-    return float(np.mean(list(kept.values()))), kept
-
-
-def attribution_macro_accuracy(
-    pairs: Sequence[str], correct: Iterable[bool], min_count: int = MIN_ATTRIBUTE_PAIR_COUNT
-) -> tuple[float, dict[str, float]]:
-    """VG-Attribution: (macro accuracy over attribute pairs with >= ``min_count`` items,
-    {pair: accuracy} of those pairs). ``min_count`` is 25 in the official code."""
-    correct = list(correct)
-    counts: dict[str, int] = {}
-    for p in pairs:
-        counts[p] = counts.get(p, 0) + 1
-    per = {p: a for p, a in _per_group(pairs, correct).items() if counts[p] >= min_count}
-    if not per:
-        raise MatchbenchError(f"VG-Attribution: no attribute pair has {min_count} or more items")
-    return float(np.mean(list(per.values()))), per
-
-
-def _per_group(groups: Sequence[str], correct: Iterable[bool]) -> dict[str, float]:
-    c = np.asarray(list(correct), dtype=bool)
-    g = np.asarray(list(groups), dtype=object)
-    if len(c) != len(g):
-        raise MatchbenchError(f"ARO: {len(g)} items but {len(c)} results")
-    return {str(k): float(c[g == k].mean()) for k in sorted(set(g.tolist()))}

@@ -14,7 +14,9 @@ plus a short hard-negative fine-tune.
 - ``recipe``, ``mlm``: the ``clip`` recipes (contrastive training with a caption source, sentence
   sampling, a text tower from scratch or pretrained, hard negatives) and the text tower's
   masked-language-model pretraining.
-- ``evaluate``: SugarCrepe, ARO and DOCCI-style retrieval metrics with bootstrap intervals.
+- ``evaluate``: SugarCrepe, ARO and DOCCI-style retrieval metrics with bootstrap intervals;
+  ``score``: the same metrics of SugarCrepe and ARO prediction files (``matchbench score``).
+- ``report``: the section (the paper's ablation table, SugarCrepe per category).
 
 Tables of a prepared dataset (``data/<dataset>/``), besides ``images.parquet``:
 
@@ -123,4 +125,8 @@ TRACK = Track(
     reads=f"{__name__}:reads",
     targets=f"{__name__}:targets",
     report=f"{__name__}.report:section",
+    score_formats=(
+        ("sugarcrepe", f"{__name__}.score:score_sugarcrepe"),
+        ("aro", f"{__name__}.score:score_aro"),
+    ),
 )
