@@ -118,7 +118,7 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Workspaces:
 
 def test_dvc_repro_reproduces_snakemake_metrics(workspaces: Workspaces) -> None:
     by_snakemake, by_dvc = metrics(workspaces.snakemake), metrics(workspaces.dvc)
-    assert len(by_snakemake) == 5  # ssl: 3 models; correspondence: frozen and fine-tuned
+    assert len(by_snakemake) == 9  # ssl: 3 models; correspondence: 2; compose: 1 + 3 variants
     assert by_dvc.keys() == by_snakemake.keys()
     for path in by_snakemake:
         assert by_dvc[path] == by_snakemake[path], f"{path} differs between snakemake and dvc repro"
@@ -161,23 +161,32 @@ def test_dvc_metrics_show_lists_the_metrics(workspaces: Workspaces) -> None:
     files = shown[""]["data"]
     assert sorted(files) == sorted(metrics(workspaces.dvc))
     for path, entry in files.items():
-        key = "pck@0.1" if "/correspondence/" in path else "knn_acc"
+        key = {"correspondence": "pck@0.1", "compose": "sugarcrepe_avg"}.get(
+            path.split("/")[2], "knn_acc"
+        )
         assert 0 <= entry["data"]["metrics"][key]["value"] <= 1, path
 
 
 def test_dvc_plots_show_draws_learning_curves(workspaces: Workspaces) -> None:
     shown = json.loads(run(["dvc", "plots", "show", "--json"], workspaces.dvc, workspaces.env))
-    assert {"train-loss", "train-knn_acc", "train-train_pck"} <= set(shown["data"])
+    assert {"train-loss", "train-knn_acc", "train-train_pck", "train-batch_acc"} <= set(
+        shown["data"]
+    )
     ssl_logs = {
         "ssl/miniworld/resnet-mini/train_log.csv",
         "ssl-spp/miniworld/resnet-mini/train_log.csv",
     }
     corr_log = "correspondence/mini-spair/vit-tiny/train_log.csv"
-    # Each figure draws the logs that have its column: knn_acc is ssl's, train_pck correspondence's.
+    clip_logs = {f"clip-{v}/mini-vl/clip-mini/train_log.csv" for v in ("alt", "rich", "rich-hn")}
+    epochs_of = {corr_log: [1], **{log: [1] for log in clip_logs}}
+    epochs_of["clip-rich-hn/mini-vl/clip-mini/train_log.csv"] = [1, 2]  # the variant's own epochs
+    # Each figure draws the logs that have its column: knn_acc is ssl's, train_pck
+    # correspondence's, batch_acc the clip variants'.
     for plot, logs in (
-        ("train-loss", ssl_logs | {corr_log}),
+        ("train-loss", ssl_logs | {corr_log} | clip_logs),
         ("train-knn_acc", ssl_logs),
         ("train-train_pck", {corr_log}),
+        ("train-batch_acc", clip_logs),
     ):
         rows = shown["data"][plot][0]["content"]["data"]["values"]
         # DVC names each row's file only when a figure draws several.
@@ -187,7 +196,7 @@ def test_dvc_plots_show_draws_learning_curves(workspaces: Workspaces) -> None:
         for r in rows:
             epochs[r.get("filename", only)].add(int(r["epoch"]))
         for name, seen in epochs.items():
-            assert sorted(seen) == ([1] if name == corr_log else [1, 2]), name
+            assert sorted(seen) == epochs_of.get(name, [1, 2]), name
     html = workspaces.tmp / "plots"
     run(["dvc", "plots", "show", "--out", str(html)], workspaces.dvc, workspaces.env)
     assert "Training loss per epoch" in (html / "index.html").read_text()

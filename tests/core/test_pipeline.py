@@ -83,9 +83,14 @@ def test_report_is_written(workspace: Path) -> None:
         for kind in ("pck", "pck_point")
         for a in alphas
     )
-    assert set(table["task"]) == {"ssl", "correspondence"}
+    compose = table[table["task"] == "compose"]
+    variants = ("clip-mini+clip-alt", "clip-mini+clip-rich", "clip-mini+clip-rich-hn")
+    assert set(compose["model"]) == {"clip-mini", *variants}
+    for m in ("sugarcrepe_avg", "aro_relation", "aro_attribution", "t2i_r@1"):
+        assert set(compose.loc[compose["metric"] == m, "model"]) == {"clip-mini", *variants}, m
+    assert set(table["task"]) == {"ssl", "correspondence", "compose"}
     assert table["value"].between(0, 1).all()
-    for figure in ("pck_curves", "finetuned_vs_frozen", "transfers_mini-spair"):
+    for figure in ("pck_curves", "finetuned_vs_frozen", "transfers_mini-spair", "sugarcrepe_categories_mini-vl"):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
 
 
