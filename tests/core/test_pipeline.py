@@ -90,7 +90,12 @@ def test_report_is_written(workspace: Path) -> None:
         assert set(compose.loc[compose["metric"] == m, "model"]) == {"clip-mini", *variants}, m
     assert set(table["task"]) == {"ssl", "correspondence", "compose"}
     assert table["value"].between(0, 1).all()
-    for figure in ("pck_curves", "finetuned_vs_frozen", "transfers_mini-spair", "sugarcrepe_categories_mini-vl"):
+    for figure in (
+        "pck_curves",
+        "finetuned_vs_frozen",
+        "transfers_mini-spair",
+        "sugarcrepe_categories_mini-vl",
+    ):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
 
 
