@@ -52,6 +52,10 @@ def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
         expected += ["prepare_pairs", "extract_dense", "evaluate_correspondence"]
         if tracks["correspondence"]["finetune"]:
             expected.append("finetune_correspondence")
+    if "compose" in tracks:
+        expected += ["prepare_captions", "evaluate_compose"]
+        if tracks["compose"]["finetune"]:
+            expected.append("finetune_clip")
     for rule in expected:
         assert rule in proc.stdout
 

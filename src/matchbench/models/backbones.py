@@ -184,7 +184,9 @@ def _clip(spec: dict[str, Any], name: str, meta: bool = False) -> OpenClipEncode
             f"{native[0]}x{native[1]} images; set image_size: {native[0]} (or "
             f"kwargs.vision_cfg.image_size: {size})"
         )
-    dim = int(getattr(visual, "output_dim", 0) or model.text_projection.shape[1])
+    # The joint embedding's width: the config's embed_dim (a timm visual tower, as SigLIP's,
+    # has no output_dim attribute, and a CustomTextCLIP no text_projection).
+    dim = int(getattr(visual, "output_dim", 0) or cfg["embed_dim"])
     pre = getattr(visual, "preprocess_cfg", None) or {}
     norm = (
         tuple(pre.get("mean", open_clip.OPENAI_DATASET_MEAN)),
