@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
-from matchbench.io import sha256_file, write_json
+from matchbench.io import sha256_file, write_json, write_log
 from matchbench.models import OpenClipEncoder, create_backbone
 from matchbench.models.backbones import save_state
 from matchbench.runtime import start
@@ -38,7 +38,6 @@ from matchbench.tracks.compose.recipe import (
     param_groups,
     read_captions,
     tokenize,
-    write_log,
 )
 from matchbench.tracks.compose.text import check_sampling, sample_sentences, warn_truncated
 from matchbench.tracks.compose.variants import MLM, MLM_LOG_COLUMNS, block

@@ -29,8 +29,6 @@ The registry declares the family once (``Recipe("clip-", ..., prefix=True)``, th
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import math
 import time
 from pathlib import Path
@@ -48,7 +46,7 @@ from tqdm import tqdm
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
 from matchbench.images import load_all, normalise, read_index
-from matchbench.io import sha256_file, write_json, write_text
+from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.models import OpenClipEncoder, create_backbone
 from matchbench.models.backbones import save_state
@@ -222,14 +220,6 @@ def read_captions(cfg: dict[str, Any], dataset: str, split: str) -> tuple[pd.Dat
 def tokenize(encoder: OpenClipEncoder, texts: list[str]) -> tuple[torch.Tensor, int]:
     tokens = encoder.tokenize(texts)
     return tokens, count_truncated(encoder, texts, tokens)
-
-
-def write_log(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- the recipe

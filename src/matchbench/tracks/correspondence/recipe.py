@@ -18,8 +18,6 @@ CPU rerun writes the same bytes; on a GPU the forward pass runs under the autoca
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from tqdm import tqdm
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
 from matchbench.images import read_index
-from matchbench.io import sha256_file, write_json, write_text
+from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.models import create_backbone
 from matchbench.models.backbones import load_model, save_state
@@ -286,11 +284,7 @@ def train(
     save_state(
         model, out / "model.safetensors", metadata={"backbone": backbone_name, "arch": spec["arch"]}
     )
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(log_rows)
-    write_text(out / "train_log.csv", buf.getvalue())
+    write_log(out / "train_log.csv", LOG_COLUMNS, log_rows)
     pairs_file = data_dir / "pairs.parquet"
     write_json(
         out / "config.json",

@@ -11,8 +11,6 @@ each other (never as negatives): a multi-positive InfoNCE (Khosla et al., 2020, 
 from __future__ import annotations
 
 import copy
-import csv
-import io as _io
 import math
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ from tqdm import tqdm
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
 from matchbench.images import load_all, normalise, read_index
-from matchbench.io import sha256_file, write_json, write_text
+from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.metrics import accuracy, knn_classify
 from matchbench.models.backbones import load_model, save_state
@@ -240,11 +238,7 @@ def train(
         out / "model.safetensors",
         metadata={"backbone": backbone_name, "arch": spec["arch"]},
     )
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(log_rows)
-    write_text(out / "train_log.csv", buf.getvalue())
+    write_log(out / "train_log.csv", LOG_COLUMNS, log_rows)
     write_json(
         out / "config.json",
         {
