@@ -304,14 +304,19 @@ def test_cli_bad_dataset_option_is_one_line_per_problem(tmp_path, raw, capsys):
 def test_track_naming_unknown_backbone(raw):
     raw["tracks"]["ssl"]["backbones"] = ["resnet-mni"]
     msg = error_of(raw)
-    assert "tracks.ssl.backbones: 'resnet-mni' is not in backbones (resnet-mini, vit-tiny, clip-mini)" in msg
+    assert (
+        "tracks.ssl.backbones: 'resnet-mni' is not in backbones (resnet-mini, vit-tiny, clip-mini)"
+        in msg
+    )
     assert "did you mean resnet-mini" in msg
 
 
 def test_track_naming_unknown_dataset(raw):
     raw["tracks"]["ssl"]["dataset"] = "miniwrld"
     msg = error_of(raw)
-    assert "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl)" in msg
+    assert (
+        "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl)" in msg
+    )
 
 
 # --------------------------------------------------------------------------- files
