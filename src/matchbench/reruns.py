@@ -22,22 +22,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from matchbench.cli import COMMANDS
 from matchbench.layout import split_model
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/matchbench
 SOURCE_ROOT = PACKAGE_ROOT.parent  # src/
 
-# The stage each subcommand runs (cli.COMMANDS names the same modules).
-STAGE_MODULES = {
-    "download": "matchbench.stages.data",
-    "prepare": "matchbench.stages.data",
-    "weights": "matchbench.models.weights",
-    "extract": "matchbench.stages.extract",
-    "mine": "matchbench.stages.mine",
-    "finetune": "matchbench.stages.finetune",
-    "evaluate": "matchbench.stages.evaluate",
-    "report": "matchbench.stages.report",
-}
 # Keys every job that runs a network reads (runtime.start).
 RUNTIME_KEYS = ("seed", "threads", "device", "extract.precision")
 
@@ -130,7 +120,7 @@ def job_reads(
     from matchbench.data import get_family
     from matchbench.tracks import feature_kinds, find_recipe, load_object, tasks
 
-    modules = [STAGE_MODULES[stage]]
+    modules = [COMMANDS[stage][0]]  # the module the subcommand runs
     keys: list[str] = []
     track = None
     if stage in ("download", "prepare"):
