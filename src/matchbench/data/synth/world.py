@@ -171,13 +171,20 @@ def _background(
     return img
 
 
-def _texture(instance: Instance, size: int, height: int | None = None) -> np.ndarray:
+def _texture(
+    instance: Instance,
+    size: int,
+    height: int | None = None,
+    window: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
     """A texture field in [0.55, 1.0] that multiplies the instance colour.
 
     ``size`` wide and ``height`` (default ``size``) high; periods are fractions of the shorter side.
+    ``window`` (x0, y0, x1, y1) returns only that part of the field, with the same values.
     """
     height = size if height is None else height
-    yy, xx = np.mgrid[0:height, 0:size] / min(size, height)
+    x0, y0, x1, y1 = window if window is not None else (0, 0, size, height)
+    yy, xx = np.mgrid[y0:y1, x0:x1] / min(size, height)
     c, s = math.cos(instance.texture_angle), math.sin(instance.texture_angle)
     u, v = c * xx + s * yy, -s * xx + c * yy
     period = instance.texture_scale
@@ -339,6 +346,12 @@ def render_objects(
         ImageDraw.Draw(obj).polygon(pts, fill=255)
         colour = np.asarray(instance.rgb(float(rng.normal(0, 0.05))), dtype=np.float64)
         shade = 0.85 + 0.15 * math.cos(view.angle)
-        tex = _texture(instance, bw, bh)
-        canvas = _paint(canvas, obj, colour[None, None] * tex[..., None] * shade)
+        box = obj.getbbox()  # paint only where the polygon is: the rest of the canvas is kept
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        tex = _texture(instance, bw, bh, window=(x0, y0, x1, y1))
+        canvas[y0:y1, x0:x1] = _paint(
+            canvas[y0:y1, x0:x1], obj.crop(box), colour[None, None] * tex[..., None] * shade
+        )
     return _finish(canvas, width, height)
