@@ -94,11 +94,18 @@ class Layout:
     def model_weights(self, cfg: dict[str, Any], model: str, dataset: str) -> str | None:
         """The weights file ``model`` loads (see docs/contracts.md), or None for random init.
 
-        ``<backbone>+<recipe>`` is the recipe's checkpoint trained on ``dataset``; a backbone
-        with ``pretrained: true`` reads the weights stage's file, with a path that file.
+        ``<backbone>+<recipe>`` is the recipe's checkpoint trained on ``dataset``, unless the
+        recipe's track says otherwise (``Track.checkpoint``: compose models train on one
+        dataset and serve every other); a backbone with ``pretrained: true`` reads the weights
+        stage's file, with a path that file.
         """
         backbone, recipe = split_model(model)
         if recipe is not None:
+            from matchbench.tracks import find_recipe
+
+            track = find_recipe(recipe)[0]
+            if track.checkpoint is not None:
+                return str(track.fn("checkpoint")(cfg, model, dataset))
             return self.model(recipe, dataset, backbone, "model.safetensors")
         pretrained = cfg["backbones"][backbone]["pretrained"]
         if pretrained is True:

@@ -98,6 +98,10 @@ class Track:
     # the document's ``task``, ``split`` (its default when ``split`` is None), ``metrics``,
     # ``per_category`` and ``extra`` (see matchbench.stages.score).
     score_formats: tuple[tuple[str, str], ...] = ()
+    # ``checkpoint(cfg, model, dataset) -> path``: the checkpoint a model of one of this track's
+    # recipes loads when it is used on ``dataset``. Default: the one trained on ``dataset``; a
+    # track whose models train on one dataset and serve others (compose) says which.
+    checkpoint: str | None = None
 
     @property
     def schema(self) -> dict[str, Any]:

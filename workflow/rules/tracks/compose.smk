@@ -2,7 +2,7 @@
 # is evaluated as it is on every dataset; those under `finetune` are also trained with every
 # variant (`clip-<variant>`, on `train_dataset` or each dataset) and evaluated as
 # <backbone>+clip-<variant>. A variant with a pretrained text tower starts from `text-mlm`.
-from matchbench.tracks.compose.variants import MLM, model_weights, needs, recipe_name, training_dataset
+from matchbench.tracks.compose.variants import MLM, needs, recipe_name
 
 COMPOSE = CFG["tracks"]["compose"]
 CAPTION_DATASETS = datasets_of("compose")
@@ -14,7 +14,7 @@ def compose_weights(wildcards):
     backbone, recipe = split_model(wildcards.model)
     if recipe is None and CFG["backbones"][backbone]["pretrained"] is not True:
         return []
-    return model_weights(CFG, wildcards.model, wildcards.dataset)
+    return L.model_weights(CFG, wildcards.model, wildcards.dataset)
 
 
 def captions_of(dataset):

@@ -125,6 +125,7 @@ TRACK = Track(
     reads=f"{__name__}:reads",
     targets=f"{__name__}:targets",
     report=f"{__name__}.report:section",
+    checkpoint=f"{__name__}.variants:checkpoint",
     score_formats=(
         ("sugarcrepe", f"{__name__}.score:score_sugarcrepe"),
         ("aro", f"{__name__}.score:score_aro"),

@@ -56,7 +56,7 @@ from matchbench.tracks.compose.text import (
     read_table,
     warn_truncated,
 )
-from matchbench.tracks.compose.variants import block, model_weights
+from matchbench.tracks.compose.variants import block
 
 TASK = "compose"
 SUGARCREPE = (
@@ -221,9 +221,9 @@ def encode_images(
 
 
 def text_model(cfg: dict[str, Any], model: str, dataset: str) -> Any:
-    """The model with its weights (a compose checkpoint from ``train_dataset``), refused in
+    """The model with its weights (a compose checkpoint comes from ``train_dataset``), refused in
     one line when it cannot encode text."""
-    encoder = load_model(cfg, model, dataset, weights=model_weights(cfg, model, dataset))
+    encoder = load_model(cfg, model, dataset)
     if not encoder.has_text:
         why = getattr(encoder, "text_unavailable", None) or (
             f"{encoder.source} {encoder.arch} is an image-only architecture"
@@ -333,7 +333,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "per_category": cats,
         "extra": extra,
     }
-    weights = model_weights(cfg, args.model, args.dataset)
+    weights = Layout.of(cfg).model_weights(cfg, args.model, args.dataset)
     if split_model(args.model)[1] is not None and weights is not None:
         # Trained on train_dataset: its log lies beside the checkpoint it was evaluated with.
         doc["artifacts"] = {"train_log": str(Path(weights).with_name("train_log.csv"))}

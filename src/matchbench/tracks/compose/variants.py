@@ -5,7 +5,7 @@ scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr}``); varian
 recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
 that ``text_tower: pretrained`` variants start from. :func:`resolve` a variant with its inherited and default settings;
 :func:`needs` the checkpoints a recipe starts from (what the DAG must build first);
-:func:`model_weights` the checkpoint a model name loads for evaluation.
+:func:`checkpoint` the checkpoint a model name loads on a dataset.
 """
 
 from __future__ import annotations
@@ -169,12 +169,11 @@ def text_weights(cfg: dict[str, Any], blk: dict[str, Any], dataset: str, backbon
     return src
 
 
-def model_weights(cfg: dict[str, Any], model: str, dataset: str) -> str | None:
-    """The weights file model ``model`` loads when evaluated on ``dataset``: a compose recipe's
-    checkpoint trained on ``train_dataset`` (or ``dataset``), else what the layout says."""
+def checkpoint(cfg: dict[str, Any], model: str, dataset: str) -> str:
+    """The checkpoint a compose model (``<backbone>+clip-<v>`` or ``+text-mlm``) loads when used
+    on ``dataset``: the one trained on ``train_dataset``, or on ``dataset`` when that is null
+    (``Track.checkpoint``; :meth:`Layout.model_weights` asks it)."""
     backbone, recipe = split_model(model)
-    layout = Layout.of(cfg)
-    if recipe is not None and (recipe == MLM or recipe.startswith(PREFIX)):
-        train_on = training_dataset(block(cfg), dataset)
-        return layout.model(recipe, train_on, backbone, "model.safetensors")
-    return layout.model_weights(cfg, model, dataset)
+    assert recipe is not None, model
+    train_on = training_dataset(block(cfg), dataset)
+    return Layout.of(cfg).model(recipe, train_on, backbone, "model.safetensors")

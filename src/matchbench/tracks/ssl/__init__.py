@@ -32,17 +32,40 @@ def sampler_model(block: dict[str, Any], backbone: str) -> str:
     return {"ssl": f"{backbone}+ssl", "backbone": backbone}.get(sampler, sampler)
 
 
+def check_sampler(cfg: dict[str, Any], sampler: str, key: str, source: str) -> None:
+    """A sampler is ``ssl``, ``backbone``, a backbone of the config, or ``<backbone>+<recipe>``
+    with a recipe of a track the config runs (e.g. the compose track's ``clip-mini+clip-rich``,
+    trained on that track's dataset)."""
+    from matchbench.errors import MatchbenchError
+    from matchbench.layout import split_model
+    from matchbench.tracks import enabled, find_recipe
+
+    if sampler in ("ssl", "backbone", *cfg["backbones"]):
+        return
+    backbone, recipe = split_model(sampler)
+    why = None
+    if recipe is None or backbone not in cfg["backbones"]:
+        why = "is not 'ssl', 'backbone', a backbone of the config or <backbone>+<recipe>"
+    else:
+        try:
+            track = find_recipe(recipe)[0]
+        except MatchbenchError as e:
+            why = f"names {e}"
+        else:
+            if track.name != "ssl" and track not in enabled(cfg):
+                why = f"needs track {track.name!r} (its recipe {recipe!r}) in the config"
+    if why is not None:
+        raise MatchbenchError(
+            f"{source}: {key}: {sampler!r} {why} (backbones: {', '.join(cfg['backbones'])})"
+        )
+
+
 def check(cfg: dict[str, Any], block: dict[str, Any], source: str) -> None:
     check_names(source, "tracks.ssl.dataset", [block["dataset"]], cfg["datasets"], "datasets")
     check_names(source, "tracks.ssl.backbones", block["backbones"], cfg["backbones"], "backbones")
-    sampler = block["sampler"]
-    if sampler not in ("ssl", "backbone", *cfg["backbones"]):
-        from matchbench.errors import MatchbenchError
-
-        raise MatchbenchError(
-            f"{source}: tracks.ssl.sampler: {sampler!r} is not 'ssl', 'backbone' or a backbone "
-            f"of the config ({', '.join(cfg['backbones'])})"
-        )
+    check_sampler(cfg, block["sampler"], "tracks.ssl.sampler", source)
+    for i, other in enumerate(block["compare_samplers"]):
+        check_sampler(cfg, other, f"tracks.ssl.compare_samplers[{i}]", source)
 
 
 def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
@@ -53,6 +76,10 @@ def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     for b in block["backbones"]:
         files += [
             layout.mined(ds, sampler_model(block, b), f) for f in ("pairs.parquet", "stats.json")
+        ]
+        files += [
+            layout.mined(ds, sampler_model({"sampler": s}, b), "stats.json")
+            for s in block["compare_samplers"]
         ]
         files += [layout.model(r, ds, b, "train_log.csv") for r in ("ssl", "ssl-spp")]
     return files
@@ -65,7 +92,7 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
     if stage == "evaluate":
         return ["tracks.ssl.evaluate"]
     if stage == "report":
-        return ["tracks.ssl.sampler"]  # whose mining statistics the section shows
+        return ["tracks.ssl.sampler", "tracks.ssl.compare_samplers"]  # whose mining statistics
     return []
 
 

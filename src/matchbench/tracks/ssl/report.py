@@ -4,8 +4,10 @@ The documents of ``<backbone>+ssl-spp`` models name the mined pairs they trained
 (``artifacts``: ``pairs`` = ``pairs.parquet``, ``mining_stats`` = ``stats.json``,
 docs/contracts.md). The section shows the statistics at each sampler's chosen threshold (a
 table), pairs kept and precision as the threshold rises (one figure per dataset), and example
-pairs with their images (the first sampler's, by dataset then model). The sampler model is the config's (``tracks.ssl.sampler``), for the
-document's backbone. The accuracies themselves stay in the report's generic main table.
+pairs with their images (the first sampler's, by dataset then model). The sampler model is the
+config's (``tracks.ssl.sampler``), for the document's backbone; the samplers of
+``tracks.ssl.compare_samplers`` are shown beside it. The accuracies themselves stay in the
+report's generic main table.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ THUMBNAIL_PX = 160
 
 def section(docs: list[MetricsDoc], ctx: Context) -> Section:
     """Mining statistics, mining curves and an example grid of mined pairs."""
-    summary, curves = gather_mining(mined_files(docs, ctx.cfg, MINING_STATS))
+    stats = mined_files(docs, ctx.cfg, MINING_STATS)
+    summary, curves = gather_mining({**stats, **compared_samplers(docs, ctx)})
     sample = None
     if pairs := mined_files(docs, ctx.cfg, PAIRS):  # the first sampler's, by dataset, model
         (dataset, model), path = next(iter(pairs.items()))
@@ -117,6 +120,20 @@ def mined_files(
             )
         found.setdefault(key, (path, d.path))
     return {key: found[key][0] for key in sorted(found)}
+
+
+def compared_samplers(docs: list[MetricsDoc], ctx: Context) -> dict[tuple[str, str], Path]:
+    """(dataset, sampler model) -> ``stats.json`` of the samplers ``tracks.ssl.compare_samplers``
+    names, on the datasets whose ssl-spp models the documents show (mined, never trained with)."""
+    block = ctx.cfg["tracks"].get("ssl") or {}
+    found: dict[tuple[str, str], Path] = {}
+    for d in docs:
+        if d.artifact(MINING_STATS) is None:
+            continue
+        for other in block.get("compare_samplers", ()):
+            key = (d.dataset, sampler_model({"sampler": other}, split_model(d.model)[0]))
+            found[key] = Path(ctx.layout.mined(*key, "stats.json"))
+    return found
 
 
 # --- mining statistics --------------------------------------------------------------------
