@@ -175,5 +175,11 @@ def checkpoint(cfg: dict[str, Any], model: str, dataset: str) -> str:
     (``Track.checkpoint``; :meth:`Layout.model_weights` asks it)."""
     backbone, recipe = split_model(model)
     assert recipe is not None, model
-    train_on = training_dataset(block(cfg), dataset)
+    blk = block(cfg)
+    if blk["train_dataset"] is None and dataset not in blk["datasets"]:
+        raise MatchbenchError(
+            f"model {model!r} used on dataset {dataset!r}: compose models train on the compose "
+            "track's captions; set tracks.compose.train_dataset to the dataset they train on"
+        )
+    train_on = training_dataset(blk, dataset)
     return Layout.of(cfg).model(recipe, train_on, backbone, "model.safetensors")
