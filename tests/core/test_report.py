@@ -594,3 +594,25 @@ def test_a_track_without_a_section_gets_the_generic_frame(
         "| resnet-mini+ssl | **61.2 (55.0–67.1)** |"
         in (out / "tables" / "ssl_miniworld.md").read_text()
     )
+
+
+def test_compared_samplers_sit_beside_the_sampler(
+    inputs: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # tracks.ssl.compare_samplers: another model's mining statistics, from the layout's path.
+    config = yaml.safe_load(inputs["config"].read_text())
+    config["tracks"]["ssl"]["compare_samplers"] = ["resnet-mini+ssl"]
+    path = inputs["root"] / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    other = inputs["root"] / "results" / "pairs" / "miniworld" / "resnet-mini+ssl" / "stats.json"
+    other.parent.mkdir(parents=True)
+    stats = json.loads(inputs["stats"].read_text())
+    other.write_text(json.dumps({**stats, "precision": 0.25, "n_pairs": 7}))
+    out = inputs["root"] / "reports" / "compare"
+    assert main(_argv(inputs, out, config=path)) == 0, capsys.readouterr().err
+    mining = (out / "tables" / "mining.md").read_text()
+    assert "| miniworld | resnet-mini | 10 | 0.600 | 30 | 11 / 12 | 80.0 |" in mining
+    assert "| miniworld | resnet-mini+ssl | 10 | 0.600 | 7 | 11 / 12 | 25.0 |" in mining
+    other.unlink()  # named by the config but not made: the report says which file
+    assert main(_argv(inputs, inputs["root"] / "reports" / "x", config=path)) == 2
+    assert str(other) in capsys.readouterr().err
