@@ -68,7 +68,8 @@ THUMBNAIL_PX = 160
 def section(docs: list[MetricsDoc], ctx: Context) -> Section:
     """Mining statistics, mining curves and an example grid of mined pairs."""
     stats = mined_files(docs, ctx.cfg, MINING_STATS)
-    summary, curves = gather_mining({**stats, **compared_samplers(docs, ctx)})
+    compared = {k: v for k, v in compared_samplers(docs, ctx).items() if k not in stats}
+    summary, curves = gather_mining({**stats, **compared})
     sample = None
     if pairs := mined_files(docs, ctx.cfg, PAIRS):  # the first sampler's, by dataset, model
         (dataset, model), path = next(iter(pairs.items()))
@@ -87,7 +88,7 @@ def section(docs: list[MetricsDoc], ctx: Context) -> Section:
     return Section(
         anchor="mining",
         title="Mining",
-        tables=(mining_table(summary),) if not summary.empty else (),
+        tables=(mining_table(summary, set(compared)),) if not summary.empty else (),
         plots=tuple(plots),
         in_main_results=True,
     )
@@ -187,14 +188,16 @@ def gather_mining(files: dict[tuple[str, str], Path]) -> tuple[pd.DataFrame, pd.
     )
 
 
-def mining_table(summary: pd.DataFrame) -> Table:
-    """The mining statistics at each sampler's chosen threshold."""
+def mining_table(summary: pd.DataFrame, compared: set[tuple[str, str]] | None = None) -> Table:
+    """The mining statistics at each sampler's chosen threshold; ``compared`` (dataset, model)
+    are samplers mined for comparison only (``tracks.ssl.compare_samplers``)."""
     rows = []
     for r in summary.itertuples(index=False):
+        only = (r.dataset, r.model) in (compared or set())
         rows.append(
             (
                 Cell(r.dataset),
-                Cell(r.model),
+                Cell(f"{r.model} (compared only)" if only else r.model),
                 Cell(str(r.k)),
                 Cell(f"{r.threshold:.3f}"),
                 Cell(str(r.n_pairs)),
@@ -208,7 +211,8 @@ def mining_table(summary: pd.DataFrame) -> Table:
         caption=(
             "Semantic positive pairs mined per dataset and sampler model (k nearest "
             "neighbours, kept above the chosen similarity threshold). Precision is the share "
-            f"of pairs whose two images share a class, in percent ({MISSING} without labels)."
+            f"of pairs whose two images share a class, in percent ({MISSING} without labels). "
+            "A sampler marked 'compared only' mined pairs that no model trained with."
         ),
         header=(
             "dataset",
