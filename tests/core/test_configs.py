@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from matchbench.config import load_config
+from matchbench.runtime import gpu_wanted
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
@@ -31,8 +33,6 @@ def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
             "-n",
             "--forceall",  # every job, whatever results the working tree already holds
             "--nolock",
-            "--quiet",
-            "rules",
             "--directory",
             str(ROOT),
             "--configfile",
@@ -57,7 +57,10 @@ def test_snakemake_builds_the_dag(path: Path, tmp_path: Path) -> None:
         if tracks["compose"]["finetune"]:
             expected.append("finetune_clip")
     for rule in expected:
-        assert rule in proc.stdout
+        assert f"rule {rule}:" in proc.stdout
+    if load_config(path)["device"] == "auto" and not torch.cuda.is_available():
+        # No job of a CPU-only machine asks a cluster for a GPU (a CPU partition rejects --gpus).
+        assert "gpu=1" not in proc.stdout and "gpu=0" in proc.stdout
 
 
 def test_an_unknown_architecture_fails_the_dry_run(tmp_path: Path) -> None:
@@ -92,3 +95,22 @@ def test_an_unknown_architecture_fails_the_dry_run(tmp_path: Path) -> None:
         assert proc.returncode != 0
         expected = "backbones.resnet-mini.arch" if name == "arch" else "backbones.vit-tiny.kwargs"
         assert expected in proc.stdout + proc.stderr
+
+
+def test_device_cuda_asks_for_a_gpu_per_network_job(tmp_path: Path) -> None:
+    # The other side of test_snakemake_builds_the_dag's device: auto check: cuda asks for one.
+    default = ROOT / "config" / "default.yaml"
+    cuda = tmp_path / "cuda.yaml"
+    cuda.write_text(default.read_text().replace("device: auto", "device: cuda"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock"]
+        + ["--directory", str(ROOT), "--configfile", str(cuda)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("gpu=1") >= 10  # extraction, training, dense evaluation
+    assert (gpu_wanted("cpu"), gpu_wanted("cuda")) == (False, True)
+    assert gpu_wanted("auto") == torch.cuda.is_available()
