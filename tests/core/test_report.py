@@ -5,7 +5,11 @@ on rerun; a bad input stops it, named, with no half report."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from PIL import Image
 import matchbench.tracks
 from matchbench.cli import main
 from matchbench.report.gather import gather_metrics, gather_train_logs, read_metrics_docs
+from matchbench.report.provenance import git_commit, reproduce_command
 from matchbench.tracks.ssl.report import read_pair_sample, select_pairs
 
 EVIL = "<script>alert(1)</script>"
@@ -284,7 +289,17 @@ def test_index_html_names_everything_and_escapes_text(inputs: dict, report: Path
     assert "<h3>Mined positive pairs</h3>" in page
     assert f"Example pairs from {inputs['pairs']}" in page  # the path the document names
     assert "<strong>61.2 (55.0–67.1)</strong>" in page
-    assert "<pre><code>snakemake --cores 2</code></pre>" in page
+    # How to reproduce: the command of this config, and what the numbers were made from.
+    config = inputs["config"]
+    assert f"<pre><code>snakemake --cores 2 --configfile {config}</code></pre>" in page
+    origin = json.loads((report / "provenance.json").read_text())
+    assert origin["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert origin["config_sha256"] in page and origin["config"] == str(config)
+    assert origin["versions"]["torch"] == metadata.version("torch")
+    assert origin["versions"]["matchbench"] == metadata.version("matchbench")
+    assert (origin["seed"], origin["device"], origin["threads"]) == (0, "auto", 2)
+    git = origin["git"]  # the tests run in a checkout (CI clones); None outside one
+    assert git is None or (len(git["commit"]) == 40 and git["commit"] in page)
     assert not [p for p in report.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
 
@@ -619,3 +634,22 @@ def test_compared_samplers_sit_beside_the_sampler(
     other.unlink()  # named by the config but not made: the report says which file
     assert main(_argv(inputs, inputs["root"] / "reports" / "x", config=path)) == 2
     assert str(other) in capsys.readouterr().err
+
+
+def test_provenance_command_and_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert reproduce_command("config/default.yaml", 2) == "snakemake --cores 2"
+    assert reproduce_command("config/my run.yaml", 8) == (
+        "snakemake --cores 8 --configfile 'config/my run.yaml'"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert git_commit(tmp_path) is None  # not a checkout
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env |= {"GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path)}
+    for cmd in (["init", "-q"], ["add", "f"], ["commit", "-qm", "x"]):
+        if cmd[0] == "add":
+            (tmp_path / "f").write_text("a")
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True, env={**os.environ, **env})
+    clean = git_commit(tmp_path)
+    assert clean is not None and len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "f").write_text("b")
+    assert git_commit(tmp_path) == {"commit": clean["commit"], "dirty": True}

@@ -31,7 +31,7 @@ import pandas as pd
 
 from matchbench.config import add_config_argument, load_config
 from matchbench.errors import MatchbenchError
-from matchbench.io import atomic_dir, write_text
+from matchbench.io import atomic_dir, write_json, write_text
 from matchbench.layout import Layout
 from matchbench.report import html, tables
 from matchbench.report.gather import (
@@ -41,6 +41,7 @@ from matchbench.report.gather import (
     read_metrics_docs,
     read_published,
 )
+from matchbench.report.provenance import provenance
 from matchbench.report.section import Context, Section
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 T = TypeVar("T")
 DEFAULT_TITLE = "matchbench report"
-DEFAULT_REPRODUCE = "snakemake --cores 2"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--reproduce",
-        default=DEFAULT_REPRODUCE,
+        default=None,
         metavar="CMD",
-        help=f"command shown under 'How to reproduce' (default: {DEFAULT_REPRODUCE!r})",
+        help="command shown under 'How to reproduce' (default: the snakemake command of "
+        "--config: `snakemake --cores <threads>`, with `--configfile <path>` unless it is "
+        "config/default.yaml)",
     )
 
 
@@ -103,8 +105,11 @@ def read_inputs(cfg: dict[str, Any], metrics: list[Path]) -> ReportInputs:
     )
 
 
-def write_report(inputs: ReportInputs, out_dir: Path, *, title: str, reproduce: str) -> None:
-    """Write results.csv, tables/, figures/ and index.html into ``out_dir`` (an empty folder)."""
+def write_report(
+    inputs: ReportInputs, out_dir: Path, *, title: str, origin: dict[str, Any]
+) -> None:
+    """Write results.csv, tables/, figures/, provenance.json and index.html into ``out_dir``
+    (an empty folder); ``origin`` is the provenance (:mod:`matchbench.report.provenance`)."""
     # Imported here: matplotlib is paid for only when a report is drawn.
     from matchbench.report import figures
 
@@ -152,8 +157,9 @@ def write_report(inputs: ReportInputs, out_dir: Path, *, title: str, reproduce: 
         bar_plots=bar_plots,
         curve_plots=curve_plots,
         sections=sections,
-        reproduce=reproduce,
+        provenance=origin,
     )
+    write_json(out_dir / "provenance.json", origin)
     write_text(out_dir / "index.html", html.render_page(page))
 
 
@@ -193,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="matchbench-report-") as scratch:
         drawn = Path(scratch) / "report"  # made with the umask's mode, which copytree copies
         drawn.mkdir()
-        write_report(inputs, drawn, title=args.title, reproduce=args.reproduce)
+        origin = provenance(cfg, args.config)
+        if args.reproduce is not None:
+            origin["command"] = args.reproduce
+        write_report(inputs, drawn, title=args.title, origin=origin)
         with atomic_dir(out) as tmp:
             shutil.copytree(drawn, tmp, dirs_exist_ok=True)
     print(f"report: {out / 'index.html'}")

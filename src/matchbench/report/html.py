@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from matchbench import __version__
 from matchbench.report.section import Section
@@ -62,7 +62,7 @@ class Page:
     n_results: int
     main_tables: list[Table]
     bar_plots: list[Plot]
-    reproduce: str
+    provenance: dict[str, Any]  # matchbench.report.provenance: command, config, commit, versions
     published: Table | None = None
     curve_plots: list[Plot] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)  # the tracks', in registry order
@@ -197,7 +197,22 @@ def _curves(page: Page) -> str:
 
 
 def _reproduce(page: Page) -> str:
+    p = page.provenance
+    git = p.get("git")
+    if git is None:
+        commit = "not a git checkout"
+    else:
+        commit = git["commit"] + (" (with uncommitted changes)" if git.get("dirty") else "")
+    rows = [
+        ("commit", commit),
+        ("config", f"{p['config']} (sha256 {p['config_sha256']})"),
+        ("seed, device, threads", f"{p['seed']}, {p['device']}, {p['threads']}"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
+    ]
+    table = "\n".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows)
     return (
-        "<p>From the repository root, with the same configuration:</p>\n"
-        f"<pre><code>{escape(page.reproduce)}</code></pre>"
+        "<p>From the repository root, at that commit, with the same configuration:</p>\n"
+        f"<pre><code>{escape(p['command'])}</code></pre>\n"
+        f'<table class="provenance">\n{table}\n</table>\n'
+        "<p>The same record is <code>provenance.json</code> beside this page.</p>"
     )

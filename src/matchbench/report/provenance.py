@@ -1,0 +1,88 @@
+"""What a report was made from, so that it can be cited and rerun: the command, the config file
+and its hash, the commit, the seed and device, and the versions of what computed the numbers.
+
+Written beside the page as ``provenance.json`` and shown under "How to reproduce". The commit
+is read with ``git`` from the working directory (absent outside a git checkout); ``dirty`` says
+that tracked files differ from it, so the numbers may not come from that commit alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "config/default.yaml"
+# The distributions whose versions decide the numbers (the ones installed are listed).
+PACKAGES = (
+    "matchbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "faiss-cpu",
+    "faiss-gpu",
+    "faiss-gpu-cu12",
+    "numpy",
+    "pillow",
+    "snakemake",
+    "dvc",
+)
+
+
+def reproduce_command(config: str | Path, cores: int) -> str:
+    """The command that reruns the DAG of ``config`` (its path as the stages were given it)."""
+    path = str(config)
+    if Path(config).is_absolute() and Path(config).is_relative_to(Path.cwd()):
+        path = os.path.relpath(config)  # as the rules pass it: relative to the repository
+    base = f"snakemake --cores {max(1, cores)}"
+    return base if path == DEFAULT_CONFIG else f"{base} --configfile {shlex.quote(path)}"
+
+
+def git_commit(cwd: Path | None = None) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the checkout around ``cwd``, or None."""
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if not sha:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": sha, "dirty": bool(status) if status is not None else None}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def provenance(cfg: dict[str, Any], config: str | Path) -> dict[str, Any]:
+    """The report's ``provenance.json``."""
+    return {
+        "command": reproduce_command(config, cfg["threads"]),
+        "config": str(config),
+        "config_sha256": hashlib.sha256(Path(config).read_bytes()).hexdigest(),
+        "git": git_commit(),
+        "run": cfg["run"],
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+        "threads": cfg["threads"],
+        "versions": versions(),
+    }
