@@ -50,6 +50,10 @@ PROBES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["rich"],
     ),
     "few": (FEW, ["alt", "rich"]),
+    "negclip": (  # hard negatives from the start (NegCLIP from scratch), 10 epochs
+        {"tracks": {"compose": {"variants": {"hn0": {"caption": "rich", "hard_negatives": True}}}}},
+        ["hn0"],
+    ),
     "few-hn10": (
         {**FEW, "tracks": {"compose": {"variants": {"rich-hn": HN10}}}},
         ["alt", "rich", "rich-hn"],
