@@ -85,6 +85,7 @@ def test_every_stage_runs_the_command_snakemake_runs(
 
 SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
 CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
+COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-hn")))
 
 
 def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
@@ -94,15 +95,21 @@ def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
     assert metrics == sorted(
         [f"results/metrics/ssl/miniworld/{m}.json" for m in SSL_MODELS]
         + [f"results/metrics/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
+        + [f"results/metrics/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
     )
     plots = {name: spec for entry in committed["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"train-loss", "train-knn_acc", "train-train_pck"}
+    assert set(plots) == {"train-loss", "train-knn_acc", "train-train_pck", "train-batch_acc"}
     assert plots["train-loss"]["x"] == "epoch"
     ssl_logs = [
         f"results/models/{r}/miniworld/resnet-mini/train_log.csv" for r in ("ssl-spp", "ssl")
     ]
     corr_log = "results/models/correspondence/mini-spair/repvgg-mini/train_log.csv"
-    assert sorted(plots["train-loss"]["y"]) == sorted([*ssl_logs, corr_log])
+    clip_logs = [
+        f"results/models/clip-{v}/mini-vl/clip-mini/train_log.csv"
+        for v in ("alt", "rich", "rich-hn")
+    ]
+    assert sorted(plots["train-loss"]["y"]) == sorted([*ssl_logs, corr_log, *clip_logs])
+    assert sorted(plots["train-batch_acc"]["y"]) == sorted(clip_logs)
     assert sorted(plots["train-knn_acc"]["y"]) == sorted(ssl_logs)
     assert list(plots["train-train_pck"]["y"]) == [corr_log]
     # Producers before consumers: download first, the report last.
