@@ -49,6 +49,23 @@ PROBES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"backbones": {"clip-mini": {"kwargs": {"vision_cfg": {"patch_size": 4}}}}},
         ["rich"],
     ),
+    "cnn": (  # a convolutional image tower: timm's test_resnet, average-pooled, projected
+        {
+            "backbones": {
+                "clip-mini": {
+                    "kwargs": {
+                        "vision_cfg": {
+                            "timm_model_name": "test_resnet",
+                            "timm_pool": "avg",
+                            "timm_proj": "linear",
+                            "timm_model_pretrained": False,
+                        }
+                    }
+                }
+            }
+        },
+        ["alt", "rich"],
+    ),
     "few": (FEW, ["alt", "rich"]),
     "negclip": (  # hard negatives from the start (NegCLIP from scratch), 10 epochs
         {"tracks": {"compose": {"variants": {"hn0": {"caption": "rich", "hard_negatives": True}}}}},
@@ -77,9 +94,7 @@ def run(argv: list[str], log: Path) -> None:
 
 def probe(name: str, override: dict[str, Any], variants: list[str], out: Path) -> list[str]:
     raw = merge(yaml.safe_load(BASE.read_text()), override)
-    data_key = hashlib.sha256(
-        json.dumps(raw["datasets"], sort_keys=True).encode()
-    ).hexdigest()[:10]
+    data_key = hashlib.sha256(json.dumps(raw["datasets"], sort_keys=True).encode()).hexdigest()[:10]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     raw["paths"] = {
@@ -113,7 +128,7 @@ def probe(name: str, override: dict[str, Any], variants: list[str], out: Path) -
         )
         m = doc["metrics"]
 
-        def cell(key: str) -> str:
+        def cell(key: str, m: dict[str, Any] = m) -> str:
             x = m[key]
             return f"{100 * x['value']:.1f} ({100 * x['ci_low']:.0f}-{100 * x['ci_high']:.0f})"
 
