@@ -9,14 +9,6 @@ CAPTION_DATASETS = datasets_of("compose")
 CLIP_RECIPES = [recipe_name(v) for v in COMPOSE["variants"]]
 
 
-def compose_weights(wildcards):
-    """The checkpoint a compose model loads on this dataset (trained on train_dataset)."""
-    backbone, recipe = split_model(wildcards.model)
-    if recipe is None and CFG["backbones"][backbone]["pretrained"] is not True:
-        return []
-    return L.model_weights(CFG, wildcards.model, wildcards.dataset)
-
-
 def captions_of(dataset):
     return [L.index(dataset), L.table(dataset, "captions"), L.table(dataset, "caption_pairs")]
 
@@ -92,7 +84,7 @@ rule finetune_clip:
 rule evaluate_compose:
     input:
         tables=lambda w: captions_of(w.dataset),
-        weights=compose_weights,
+        weights=weights_input,  # a compose checkpoint comes from train_dataset (Track.checkpoint)
     output:
         L.metrics("compose", "{dataset}", "{model}"),
     params:
