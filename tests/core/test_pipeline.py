@@ -212,3 +212,63 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     assert (killed / "features.npy").read_bytes() == (whole / "features.npy").read_bytes()
     assert (killed / "ids.txt").read_bytes() == (whole / "ids.txt").read_bytes()
     assert np.load(whole / "features.npy").shape[0] == len((whole / "ids.txt").read_text().split())
+
+
+def test_a_killed_snakemake_run_continues_with_the_readmes_command(workspace: Path) -> None:
+    # Runs last in this module: the copy of the config below trains another correspondence
+    # model into the workspace's results.
+    cfg = yaml.safe_load((workspace / TINY).read_text())
+    cfg["tracks"]["correspondence"]["train"].update({"epochs": 6, "lr": 0.003})
+    config = workspace / "killed.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    model = workspace / "results/models/correspondence/mini-spair/vit-tiny"
+    checkpoint = model / ".resume" / "checkpoint.pt"
+
+    proc = subprocess.Popen(
+        ["snakemake", "--cores", "1", "--configfile", config.name],
+        cwd=workspace,
+        env=env(workspace),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes its jobs with it
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists():
+            assert proc.poll() is None, f"snakemake ended ({proc.returncode}) before a checkpoint"
+            assert time.monotonic() < deadline, f"no {checkpoint} after 300 s"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (model / "model.safetensors").exists()
+
+    # README, "A run that was killed": unlock, then the same command.
+    run(["snakemake", "--unlock", "--configfile", config.name], workspace)
+    run(["snakemake", "--cores", "2", "--configfile", config.name], workspace)
+    log = (workspace / "logs/finetune/correspondence/mini-spair/vit-tiny.log").read_text()
+    assert "resumed after epoch" in log
+    assert not checkpoint.parent.exists()
+    assert planned_jobs(workspace, config.name) == {}
+
+    whole = workspace / "uninterrupted-finetune"
+    run(
+        [
+            "matchbench",
+            "finetune",
+            "--config",
+            config.name,
+            "--recipe",
+            "correspondence",
+            "--dataset",
+            "mini-spair",
+            "--backbone",
+            "vit-tiny",
+            "--out",
+            str(whole),
+        ],  # fmt: skip
+        workspace,
+    )
+    for name in ("model.safetensors", "train_log.csv", "config.json"):
+        assert (model / name).read_bytes() == (whole / name).read_bytes(), name

@@ -41,6 +41,7 @@ from matchbench.tracks.compose.recipe import (
 )
 from matchbench.tracks.compose.text import check_sampling, sample_sentences, warn_truncated
 from matchbench.tracks.compose.variants import MLM, MLM_LOG_COLUMNS, block
+from matchbench.training import Progress, Resume, identity
 
 IGNORE = -100
 
@@ -143,13 +144,32 @@ def train(
     opt = torch.optim.AdamW(params, lr=mcfg["lr"])
 
     n, bs = len(corpus), min(mcfg["batch_size"], len(corpus))
+    record = {
+        "recipe": MLM,
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "backbone_spec": spec,
+        "mlm": mcfg,
+        "sentences": tcfg["sentences"],
+        "n_texts": n,
+        "vocabulary": len(vocab),
+        "mask_id": mask_id,
+        "seed": cfg["seed"],
+        "captions": str(captions_path),
+        "captions_sha256": sha256_file(captions_path),
+    }
+    resume = Resume(
+        out, identity(cfg, record, module), {"model": module, "head": head, "opt": opt}, gen,
+        MLM_LOG_COLUMNS, what=f"finetune {MLM}",
+    )  # fmt: skip
+    progress = resume.restore()
     steps_per_epoch = -(-n // bs)
     total = steps_per_epoch * mcfg["epochs"]
     warmup = max(1, total // 10)
-    step, seen, truncated = 0, 0, 0
-    log_rows: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc=f"finetune {MLM} {backbone_name}", unit="step")
-    for epoch in range(1, mcfg["epochs"] + 1):
+    log_rows, step = progress.log_rows, progress.step
+    seen, truncated = progress.values.get("seen", 0), progress.values.get("truncated", 0)
+    bar = tqdm(total=total, initial=step, desc=f"finetune {MLM} {backbone_name}", unit="step")
+    for epoch in range(progress.epoch + 1, mcfg["epochs"] + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).tolist()
         losses, hits, counted = [], 0, 0
@@ -189,6 +209,7 @@ def train(
                 "mlm_acc": round(hits / counted, 6) if counted else "",
             }
         )
+        resume.save(Progress(epoch, step, log_rows, {"seen": seen, "truncated": truncated}))
         bar.set_postfix(
             loss=log_rows[-1]["loss"],
             acc=log_rows[-1]["mlm_acc"],
@@ -209,22 +230,7 @@ def train(
         },
     )
     write_log(out / "train_log.csv", MLM_LOG_COLUMNS, log_rows)
-    write_json(
-        out / "config.json",
-        {
-            "recipe": MLM,
-            "dataset": dataset,
-            "backbone": backbone_name,
-            "backbone_spec": spec,
-            "mlm": mcfg,
-            "sentences": tcfg["sentences"],
-            "n_texts": n,
-            "vocabulary": len(vocab),
-            "mask_id": mask_id,
-            "seed": cfg["seed"],
-            "captions": str(captions_path),
-            "captions_sha256": sha256_file(captions_path),
-        },
-    )
+    write_json(out / "config.json", record)
+    resume.finish()
     last = log_rows[-1]
     return f"loss {last['loss']:.4f}, masked-token accuracy {last['mlm_acc']}"

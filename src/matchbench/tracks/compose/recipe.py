@@ -69,6 +69,7 @@ from matchbench.tracks.compose.variants import (
     text_weights,
     variant_name,
 )
+from matchbench.training import Progress, Resume, identity
 
 # The text tower of open_clip's built-in CLIP (what a pretrained tower replaces).
 TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.")
@@ -296,13 +297,34 @@ def train(
     sampling = tcfg["sentences"] if v.caption == "rich" else None
 
     n = len(rows)
+    spec = backbone_spec(cfg, backbone_name)
+    record = {
+        "recipe": recipe,
+        "variant": v.__dict__,
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "backbone_spec": spec,
+        "train": tcfg,
+        "hard_negatives": hcfg if v.hard_negatives else None,
+        "frozen": frozen,
+        "n_images": n,
+        "seed": cfg["seed"],
+        "captions": str(captions_path),
+        "captions_sha256": sha256_file(captions_path),
+        **sources,
+    }
+    resume = Resume(
+        out, identity(cfg, record, module), {"model": module, "opt": opt}, gen, CLIP_LOG_COLUMNS,
+        what=f"finetune {recipe}",
+    )  # fmt: skip
+    progress = resume.restore()
     steps_per_epoch = n // bs  # full batches: the loss's negatives are the batch
     total = steps_per_epoch * v.epochs
     warmup = min(total, round(tcfg["warmup_epochs"] * steps_per_epoch))
-    step, seen, truncated = 0, 0, 0
-    log_rows: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc=f"finetune {recipe} {backbone_name}", unit="step")
-    for epoch in range(1, v.epochs + 1):
+    log_rows, step = progress.log_rows, progress.step
+    seen, truncated = progress.values.get("seen", 0), progress.values.get("truncated", 0)
+    bar = tqdm(total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step")
+    for epoch in range(progress.epoch + 1, v.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)
         losses, accs, hn_accs = [], [], []
@@ -355,6 +377,7 @@ def train(
                 "logit_scale": round(float(module.logit_scale.detach().exp()), 6),
             }
         )
+        resume.save(Progress(epoch, step, log_rows, {"seen": seen, "truncated": truncated}))
         bar.set_postfix(
             loss=log_rows[-1]["loss"],
             acc=log_rows[-1]["batch_acc"],
@@ -364,7 +387,6 @@ def train(
     warn_truncated(truncated, seen, encoder.context_length, "training texts")
 
     module.cpu().eval()
-    spec = backbone_spec(cfg, backbone_name)
     save_state(
         module,
         out / "model.safetensors",
@@ -376,23 +398,7 @@ def train(
         },
     )
     write_log(out / "train_log.csv", CLIP_LOG_COLUMNS, log_rows)
-    write_json(
-        out / "config.json",
-        {
-            "recipe": recipe,
-            "variant": v.__dict__,
-            "dataset": dataset,
-            "backbone": backbone_name,
-            "backbone_spec": spec,
-            "train": tcfg,
-            "hard_negatives": hcfg if v.hard_negatives else None,
-            "frozen": frozen,
-            "n_images": n,
-            "seed": cfg["seed"],
-            "captions": str(captions_path),
-            "captions_sha256": sha256_file(captions_path),
-            **sources,
-        },
-    )
+    write_json(out / "config.json", record)
+    resume.finish()
     last = log_rows[-1]
     return f"loss {last['loss']:.4f}, in-batch accuracy {last['batch_acc']:.3f}"

@@ -41,6 +41,7 @@ from matchbench.tracks.correspondence import LOG_COLUMNS
 from matchbench.tracks.correspondence.dense import config_keys, load_square, to_grid
 from matchbench.tracks.correspondence.loss import choose_keypoints, correspondence_loss
 from matchbench.tracks.correspondence.pairs import keypoints, read_pairs_table
+from matchbench.training import Progress, Resume, identity
 
 MONITOR_ALPHA = 0.1  # train_pck: PCK@0.1 of the argmax over each step's batch, before its update
 
@@ -207,15 +208,39 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     n, bs = len(table), tcfg["batch_size"]
+    pairs_file = data_dir / "pairs.parquet"
+    record = {
+        "recipe": "correspondence",
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "backbone_spec": spec,
+        "train": tcfg,
+        "features": fcfg,
+        "resolution": resolution,
+        "trainable": [p for p, _ in trainable],
+        "n_pairs": n,
+        "seed": cfg["seed"],
+        "pairs": str(pairs_file),
+        "pairs_sha256": sha256_file(pairs_file),
+    }
+    resume = Resume(
+        out,
+        identity(cfg, record, backbone.module),
+        {"backbone": backbone.module, "opt": opt, "scaler": scaler},
+        gen,
+        LOG_COLUMNS,
+        what="finetune correspondence",
+    )
+    progress = resume.restore()
     steps_per_epoch = -(-n // bs)  # the last batch may be short: the loss needs no full batch
-    log_rows: list[dict[str, Any]] = []
-    step = 0
+    log_rows, step = progress.log_rows, progress.step
     bar = tqdm(
         total=steps_per_epoch * tcfg["epochs"],
+        initial=step,
         desc=f"finetune correspondence {backbone_name}",
         unit="step",
     )
-    for epoch in range(1, tcfg["epochs"] + 1):
+    for epoch in range(progress.epoch + 1, tcfg["epochs"] + 1):
         t0 = time.perf_counter()
         lr = _lr(tcfg["lr"], epoch)
         for g in opt.param_groups:
@@ -272,6 +297,7 @@ def train(
                 "keypoints": counted,
             }
         )
+        resume.save(Progress(epoch, step, log_rows))
         bar.set_postfix(
             loss=log_rows[-1]["loss"],
             train_pck=log_rows[-1]["train_pck"],
@@ -285,23 +311,7 @@ def train(
         model, out / "model.safetensors", metadata={"backbone": backbone_name, "arch": spec["arch"]}
     )
     write_log(out / "train_log.csv", LOG_COLUMNS, log_rows)
-    pairs_file = data_dir / "pairs.parquet"
-    write_json(
-        out / "config.json",
-        {
-            "recipe": "correspondence",
-            "dataset": dataset,
-            "backbone": backbone_name,
-            "backbone_spec": spec,
-            "train": tcfg,
-            "features": fcfg,
-            "resolution": resolution,
-            "trainable": [p for p, _ in trainable],
-            "n_pairs": n,
-            "seed": cfg["seed"],
-            "pairs": str(pairs_file),
-            "pairs_sha256": sha256_file(pairs_file),
-        },
-    )
+    write_json(out / "config.json", record)
+    resume.finish()
     last = log_rows[-1]
     return f"loss {last['loss']:.4f}, train PCK@{MONITOR_ALPHA} {last['train_pck']}"

@@ -33,6 +33,7 @@ from matchbench.models.backbones import load_model, save_state
 from matchbench.runtime import embed, start
 from matchbench.tracks.ssl import LOG_COLUMNS
 from matchbench.tracks.ssl.augment import augment
+from matchbench.training import Progress, Resume, identity
 
 
 class ProjectionHead(nn.Module):
@@ -150,16 +151,42 @@ def train(
             )
     train_labels = train_df["label"].to_numpy()
 
+    recipe = "ssl-spp" if positives is not None else "ssl"
+    record = {
+        "recipe": recipe,
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "backbone_spec": spec,
+        "train": tcfg,
+        "seed": cfg["seed"],
+        "pairs": str(pairs) if pairs else None,
+        "pairs_sha256": sha256_file(pairs) if pairs else None,
+    }
+    objects: dict[str, Any] = {"backbone": backbone.module, "head": head, "opt": opt}
+    tensors = {}
+    if use_queue:
+        objects |= {"key_backbone": key_backbone.module, "key_head": key_head}
+        tensors["queue"] = queue
+    resume = Resume(
+        out,
+        identity(cfg, {**record, "evaluate": ecfg}, backbone.module),
+        objects,
+        gen,
+        LOG_COLUMNS,
+        tensors,
+        what=f"finetune {recipe}",
+    )
+    progress = resume.restore()
+    if use_queue:
+        queue_ptr = int(progress.values.get("queue_ptr", 0))
+
     n, bs = len(images), tcfg["batch_size"]
     steps_per_epoch = n // bs  # drop the last partial batch: InfoNCE wants full batches
     total = steps_per_epoch * tcfg["epochs"]
     warmup = steps_per_epoch * tcfg["warmup_epochs"]
-    log_rows: list[dict[str, Any]] = []
-    step = 0
-    bar = tqdm(
-        total=total, desc=f"finetune ssl{'-spp' if positives else ''} {backbone_name}", unit="step"
-    )
-    for epoch in range(1, tcfg["epochs"] + 1):
+    log_rows, step = progress.log_rows, progress.step
+    bar = tqdm(total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step")
+    for epoch in range(progress.epoch + 1, tcfg["epochs"] + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)
         losses = []
@@ -229,6 +256,7 @@ def train(
             )
             row["knn_acc"] = round(accuracy(pred, monitor[1]), 6)
         log_rows.append(row)
+        resume.save(Progress(epoch, step, log_rows, {"queue_ptr": queue_ptr} if use_queue else {}))
         bar.set_postfix(loss=row["loss"], knn=row.get("knn_acc", "-"), s=round(seconds, 1))
     bar.close()
 
@@ -239,19 +267,8 @@ def train(
         metadata={"backbone": backbone_name, "arch": spec["arch"]},
     )
     write_log(out / "train_log.csv", LOG_COLUMNS, log_rows)
-    write_json(
-        out / "config.json",
-        {
-            "recipe": "ssl-spp" if positives is not None else "ssl",
-            "dataset": dataset,
-            "backbone": backbone_name,
-            "backbone_spec": spec,
-            "train": tcfg,
-            "seed": cfg["seed"],
-            "pairs": str(pairs) if pairs else None,
-            "pairs_sha256": sha256_file(pairs) if pairs else None,
-        },
-    )
+    write_json(out / "config.json", record)
+    resume.finish()
     last = log_rows[-1]
     return f"loss {last['loss']:.4f}" + (
         f", kNN acc {last['knn_acc']:.3f}" if "knn_acc" in last else ""
