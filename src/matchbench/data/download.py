@@ -23,7 +23,6 @@ import os
 import posixpath
 import re
 import stat
-import sys
 import tarfile
 import time
 import urllib.error
@@ -104,9 +103,9 @@ def _local_path(url: str) -> Path:
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, progress: bool) -> Any:
-    from tqdm import tqdm
+    from matchbench.progress import bar as progress_bar
 
-    return tqdm(
+    return progress_bar(
         total=total,
         initial=initial,
         unit="B",
@@ -114,7 +113,7 @@ def _progress_bar(total: int | None, initial: int, desc: str, progress: bool) ->
         unit_divisor=1024,
         desc=desc,
         leave=False,
-        disable=not (progress and sys.stderr.isatty()),
+        disable=not progress,
     )
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from matchbench.config import add_config_argument, backbone_spec, load_config, split_model
 from matchbench.errors import MatchbenchError
@@ -26,6 +25,7 @@ from matchbench.images import IndexedImages, read_index
 from matchbench.io import dumps_json, read_npy, write_json, write_npy, write_text
 from matchbench.layout import Layout
 from matchbench.models import create_backbone
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import embed, start
 from matchbench.tracks import feature_kinds, load_object
 
@@ -91,7 +91,7 @@ def extract(
     ]
     resumed = {k for k in range(len(bounds)) if (shards_dir / f"{k:05d}.npy").exists()}
     done = len(resumed)
-    bar = tqdm(
+    bar = progress_bar(
         total=len(ids), desc=f"extract {model} on {dataset}", unit="img", disable=not progress
     )
     bar.update(sum(bounds[k][1] - bounds[k][0] for k in resumed))

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from matchbench.data.synth.world import CATEGORIES, TEXTURES, make_instance, render, sample_view
+from matchbench.progress import bar as progress_bar
 
 SPLITS = ("train", "val", "test")
 
@@ -53,7 +53,7 @@ def write_class_folders(
         for i in range(per_class.get(split, 0))
     ]
     pools: dict[tuple[int, str], list] = {}
-    for s, c, i in tqdm(jobs, desc="mini-world classes", unit="img", disable=not progress):
+    for s, c, i in progress_bar(jobs, desc="mini-world classes", unit="img", disable=not progress):
         split, category = SPLITS[s], categories[c]
         if (s, category) not in pools:
             pool = _rng(seed, 1, s, CATEGORIES_INDEX[category])

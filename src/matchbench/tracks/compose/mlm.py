@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
 from matchbench.io import sha256_file, write_json, write_log
 from matchbench.models import OpenClipEncoder, create_backbone
 from matchbench.models.backbones import save_state
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import start
 from matchbench.tracks.compose.recipe import (
     lr_at,
@@ -168,7 +168,9 @@ def train(
     warmup = max(1, total // 10)
     log_rows, step = progress.log_rows, progress.step
     seen, truncated = progress.values.get("seen", 0), progress.values.get("truncated", 0)
-    bar = tqdm(total=total, initial=step, desc=f"finetune {MLM} {backbone_name}", unit="step")
+    bar = progress_bar(
+        total=total, initial=step, desc=f"finetune {MLM} {backbone_name}", unit="step"
+    )
     for epoch in range(progress.epoch + 1, mcfg["epochs"] + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).tolist()

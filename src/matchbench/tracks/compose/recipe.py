@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
@@ -50,6 +49,7 @@ from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.models import OpenClipEncoder, create_backbone
 from matchbench.models.backbones import save_state
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import start
 from matchbench.tracks.compose.negatives import Vocabulary, negatives
 from matchbench.tracks.compose.text import (
@@ -323,7 +323,9 @@ def train(
     warmup = min(total, round(tcfg["warmup_epochs"] * steps_per_epoch))
     log_rows, step = progress.log_rows, progress.step
     seen, truncated = progress.values.get("seen", 0), progress.values.get("truncated", 0)
-    bar = tqdm(total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step")
+    bar = progress_bar(
+        total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step"
+    )
     for epoch in range(progress.epoch + 1, v.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)

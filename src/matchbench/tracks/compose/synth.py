@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from matchbench.data.synth.world import (
     CATEGORIES,
@@ -51,6 +50,7 @@ from matchbench.data.synth.world import (
 )
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_text
+from matchbench.progress import bar as progress_bar
 
 SHAPES = tuple(CATEGORIES)
 # Hue, saturation, value: six hues far apart on the wheel, bright enough to stay their colour
@@ -582,7 +582,9 @@ def write_miniworld_vl(
     scenes = plan(seed, opts)
     size, q = opts.image_size, opts.jpeg_quality
     total = sum(len(v) for v in scenes.values())
-    bar = tqdm(total=total, desc="mini-world vision-language", unit="img", disable=not progress)
+    bar = progress_bar(
+        total=total, desc="mini-world vision-language", unit="img", disable=not progress
+    )
     summary: dict[str, Any] = {"scenes": {g: len(v) for g, v in scenes.items()}}
     root = Path(root)
     with atomic_dir(root / "coco") as coco:

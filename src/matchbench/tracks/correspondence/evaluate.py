@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
 from matchbench.errors import MatchbenchError
@@ -45,6 +44,7 @@ from matchbench.metrics import (
     pck_metrics,
     pck_scores,
 )
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import autocast_dtype, start
 from matchbench.tracks.correspondence.dense import from_grid, load_square, to_grid
 from matchbench.tracks.correspondence.match import VARIANTS, transfer_variants
@@ -246,7 +246,7 @@ def evaluate(
         source = _live_maps(cfg, dataset, model, pairs, paths, device)
     preds: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     grid: list[int] = []
-    bar = tqdm(
+    bar = progress_bar(
         total=len(pairs),
         desc=f"correspondence {model} on {dataset}",
         unit="pair",

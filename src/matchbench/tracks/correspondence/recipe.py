@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
@@ -36,6 +35,7 @@ from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.models import create_backbone
 from matchbench.models.backbones import load_model, save_state
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import prepare_batch, start
 from matchbench.tracks.correspondence import LOG_COLUMNS
 from matchbench.tracks.correspondence.dense import config_keys, load_square, to_grid
@@ -234,7 +234,7 @@ def train(
     progress = resume.restore()
     steps_per_epoch = -(-n // bs)  # the last batch may be short: the loss needs no full batch
     log_rows, step = progress.log_rows, progress.step
-    bar = tqdm(
+    bar = progress_bar(
         total=steps_per_epoch * tcfg["epochs"],
         initial=step,
         desc=f"finetune correspondence {backbone_name}",

@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 from numpy.lib.format import open_memmap
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec, dataset_spec, split_model
 from matchbench.errors import MatchbenchError
@@ -31,6 +30,7 @@ from matchbench.io import atomic_dir, read_json_object, write_json, write_text
 from matchbench.layout import Layout
 from matchbench.models import Encoder
 from matchbench.models.backbones import load_model
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import prepare_batch, start
 from matchbench.tracks.correspondence.dense import SquareImages, config_keys, resolution_for
 from matchbench.tracks.correspondence.pairs import read_pairs_table
@@ -151,7 +151,7 @@ def extract_dense(
         num_workers=ecfg["workers"],
         pin_memory=device.type == "cuda",
     )
-    bar = tqdm(
+    bar = progress_bar(
         total=len(ids), desc=f"dense maps {model} on {dataset}", unit="img", disable=not progress
     )
     with atomic_dir(out) as tmp:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from matchbench.data.synth.world import (
     CATEGORIES,
@@ -42,6 +41,7 @@ from matchbench.data.synth.world import (
 )
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_text
+from matchbench.progress import bar as progress_bar
 
 SPLITS = ("train", "val", "test")
 SPAIR_SPLIT = {"train": "trn", "val": "val", "test": "test"}
@@ -446,7 +446,7 @@ def _render_all(
     """Render every scene (its own random stream: the same image whatever else is drawn)."""
     images = {}
     cat_index = {c: k for k, c in enumerate(CATEGORIES)}
-    for n, sc in enumerate(tqdm(scenes, desc=desc, unit="img", disable=not progress)):
+    for n, sc in enumerate(progress_bar(scenes, desc=desc, unit="img", disable=not progress)):
         rng = _rng(seed, 4, SPLITS.index(sc.split), cat_index[sc.category], n)
         images[sc.category, sc.name] = render_scene(
             sc.obj,

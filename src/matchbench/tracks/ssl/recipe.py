@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
@@ -30,6 +29,7 @@ from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.metrics import accuracy, knn_classify
 from matchbench.models.backbones import load_model, save_state
+from matchbench.progress import bar as progress_bar
 from matchbench.runtime import embed, start
 from matchbench.tracks.ssl import LOG_COLUMNS
 from matchbench.tracks.ssl.augment import augment
@@ -185,7 +185,9 @@ def train(
     total = steps_per_epoch * tcfg["epochs"]
     warmup = steps_per_epoch * tcfg["warmup_epochs"]
     log_rows, step = progress.log_rows, progress.step
-    bar = tqdm(total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step")
+    bar = progress_bar(
+        total=total, initial=step, desc=f"finetune {recipe} {backbone_name}", unit="step"
+    )
     for epoch in range(progress.epoch + 1, tcfg["epochs"] + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)
