@@ -40,6 +40,30 @@ FEW = {  # six well-separated shapes and four colours: colour sets identify fewe
     }
 }
 HN10 = {"hard_negatives": True, "start": "rich", "epochs": 10, "caption": "rich"}
+CNN = {  # a convolutional image tower: timm's test_resnet, average-pooled, projected
+    "backbones": {
+        "clip-mini": {
+            "kwargs": {
+                "vision_cfg": {
+                    "timm_model_name": "test_resnet",
+                    "timm_pool": "avg",
+                    "timm_proj": "linear",
+                    "timm_model_pretrained": False,
+                }
+            }
+        }
+    }
+}
+SOLID = {"datasets": {"mini-vl": {"options": {"textures": ["solid"]}}}}
+
+
+def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 PROBES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "base": ({}, ["alt", "rich", "rich-hn"]),
     "sentences3": ({"tracks": {"compose": {"train": {"sentences": 3}}}}, ["rich"]),
@@ -49,23 +73,9 @@ PROBES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"backbones": {"clip-mini": {"kwargs": {"vision_cfg": {"patch_size": 4}}}}},
         ["rich"],
     ),
-    "cnn": (  # a convolutional image tower: timm's test_resnet, average-pooled, projected
-        {
-            "backbones": {
-                "clip-mini": {
-                    "kwargs": {
-                        "vision_cfg": {
-                            "timm_model_name": "test_resnet",
-                            "timm_pool": "avg",
-                            "timm_proj": "linear",
-                            "timm_model_pretrained": False,
-                        }
-                    }
-                }
-            }
-        },
-        ["alt", "rich"],
-    ),
+    "cnn": (CNN, ["alt", "rich"]),
+    "cnn-solid": (merge(CNN, SOLID), ["alt", "rich", "rich-hn"]),  # untextured: bare silhouettes
+    "cnn-solid-few": (merge(merge(CNN, SOLID), FEW), ["alt", "rich", "rich-hn"]),
     "few": (FEW, ["alt", "rich"]),
     "negclip": (  # hard negatives from the start (NegCLIP from scratch), 10 epochs
         {"tracks": {"compose": {"variants": {"hn0": {"caption": "rich", "hard_negatives": True}}}}},
@@ -76,13 +86,6 @@ PROBES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["alt", "rich", "rich-hn"],
     ),
 }
-
-
-def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def run(argv: list[str], log: Path) -> None:

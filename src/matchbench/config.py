@@ -210,3 +210,17 @@ def add_config_argument(parser: Any) -> None:
     parser.add_argument(
         "--config", "-c", default="config/default.yaml", help="config file (default: %(default)s)"
     )
+
+
+def gpu_wanted(device: str) -> bool:
+    """Whether jobs of config ``device: <device>`` should be given a GPU (the Snakefile's ``gpu``
+    resource): ``cuda``, or ``auto`` when this machine sees one; never for ``cpu``. torch is
+    imported only for ``auto``: the Snakefile runs this in every cluster job, and importing torch
+    takes seconds."""
+    if device == "cpu":
+        return False
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return True

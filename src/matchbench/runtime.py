@@ -39,16 +39,6 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def gpu_wanted(name: str) -> bool:
-    """Whether jobs of config ``device: name`` should be given a GPU (the Snakefile's ``gpu``
-    resource): ``cuda``, or ``auto`` when this machine sees one; never for ``cpu``."""
-    if name == "cpu":
-        return False
-    if name == "auto":
-        return torch.cuda.is_available()
-    return True
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

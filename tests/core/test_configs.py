@@ -10,8 +10,7 @@ import pytest
 import torch
 import yaml
 
-from matchbench.config import load_config
-from matchbench.runtime import gpu_wanted
+from matchbench.config import gpu_wanted, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
