@@ -8,11 +8,13 @@ Each module exposes ``add_arguments(parser)`` and ``run(args) -> int | None``.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from pathlib import Path
 
 from matchbench import __version__
-from matchbench.errors import MatchbenchError
+from matchbench.errors import MatchbenchError, user_message
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": (
@@ -40,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "score": ("matchbench.stages.score", "score predictions in an official benchmark format"),
     "dvc-export": ("matchbench.dvc_export", "write dvc.yaml from the Snakemake DAG"),
+    "check": ("matchbench.stages.check", "validate a config file (YAML, schema, backbones)"),
 }
 
 
@@ -58,6 +61,26 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+_OS_HINTS = {
+    errno.EACCES: "permission denied; make the folder writable, or point the config's paths elsewhere",
+    errno.EPERM: "not permitted; make the folder writable, or point the config's paths elsewhere",
+    errno.EROFS: "read-only file system; point the config's paths (data, results, reports) at a writable folder",
+    errno.ENOSPC: "no space left on the device; free some, or point the config's paths at a bigger disk",
+    errno.EDQUOT: "disk quota exceeded; free some, or point the config's paths at another disk",
+}
+
+
+def os_error_message(e: OSError) -> str | None:
+    """One line for an OSError a user can act on (permissions, a full disk), else None."""
+    hint = _OS_HINTS.get(e.errno or -1)
+    if hint is None:
+        return None
+    where = Path(e.filename) if e.filename else None
+    if where is not None and where.name.startswith(".") and where.name.endswith(".tmp"):
+        where = where.parent  # an atomic write's temporary file: name the folder
+    return f"{where}: {hint}" if where is not None else hint
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -66,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except MatchbenchError as e:
-        print(f"matchbench {args.command}: error: {e}", file=sys.stderr)
+        print(f"matchbench {args.command}: error: {user_message(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be written, a full disk: one line, not a traceback
+        message = os_error_message(e)
+        if message is None:
+            raise
+        print(f"matchbench {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"matchbench {args.command}: interrupted", file=sys.stderr)

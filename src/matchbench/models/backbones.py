@@ -246,6 +246,14 @@ def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
             "can run arbitrary code when loaded; convert it with safetensors.torch.save_file)"
         )
     if not p.is_file():
+        parts = p.parts  # a fine-tuned model: <results>/models/<recipe>/<dataset>/<backbone>/
+        if p.name == "model.safetensors" and len(parts) >= 5 and parts[-5] == "models":
+            recipe, dataset, backbone = parts[-4], parts[-3], parts[-2]
+            raise MatchbenchError(
+                f"{p}: no checkpoint of {backbone}+{recipe}; train it first: matchbench "
+                f"finetune --config <this config> --recipe {recipe} --dataset {dataset} "
+                f"--backbone {backbone} (or run snakemake, which does)"
+            )
         raise MatchbenchError(
             f"{p}: weights file not found (run `matchbench weights` or snakemake's weights rule)"
         )

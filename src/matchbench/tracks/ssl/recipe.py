@@ -55,6 +55,11 @@ def read_pairs(path: Path, known_ids: list[str]) -> list[list[int]]:
         raise MatchbenchError(
             f"{path}: not a readable pairs file with columns anchor, positive ({e})"
         ) from None
+    if pairs.empty:
+        raise MatchbenchError(
+            f"{path}: no mined pairs, so ssl-spp would train as plain ssl; lower "
+            "tracks.ssl.mine.threshold or raise tracks.ssl.mine.k"
+        )
     pos = {x: i for i, x in enumerate(known_ids)}
     unknown = sorted((set(pairs["anchor"]) | set(pairs["positive"])) - set(pos))
     if unknown:
