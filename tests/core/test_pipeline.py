@@ -214,6 +214,58 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     assert np.load(whole / "features.npy").shape[0] == len((whole / "ids.txt").read_text().split())
 
 
+def _chromium() -> str:
+    """Debian's chromium, installed from the package archive when missing (CI runs as root)."""
+    found = shutil.which("chromium")
+    if found is None:
+        if os.geteuid() != 0:
+            pytest.skip(
+                "needs Debian's chromium (apt-get install chromium), and root to install it"
+            )
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            check=True,
+            capture_output=True,
+        )
+        found = shutil.which("chromium")
+    assert found, "apt-get installed chromium but it is not on PATH"
+    return found
+
+
+def test_the_report_opens_cleanly_in_headless_chromium(workspace: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    report = workspace / "reports" / "tiny" / "index.html"
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    args += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        console, failed = [], []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"
+        )
+        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+        ids = set(page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert console == [] and failed == []
+    assert len(images) >= 4 and [src for src, ok in images if not ok] == []
+    for href in links:
+        if href.startswith("#"):
+            assert href[1:] in ids, href
+        elif "://" not in href:
+            assert (report.parent / href).is_file(), href
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
 def test_a_killed_snakemake_run_continues_with_the_readmes_command(workspace: Path) -> None:
     # Runs last in this module: the copy of the config below trains another correspondence
     # model into the workspace's results.

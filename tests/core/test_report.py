@@ -653,3 +653,23 @@ def test_provenance_command_and_commit(tmp_path: Path, monkeypatch: pytest.Monke
     assert clean is not None and len(clean["commit"]) == 40 and clean["dirty"] is False
     (tmp_path / "f").write_text("b")
     assert git_commit(tmp_path) == {"commit": clean["commit"], "dirty": True}
+
+
+def test_a_figure_legend_fits_inside_its_figure() -> None:
+    # pck_curves of the demo: five entries under one 4.4-inch panel were cut at both sides.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from matchbench.report.figures import legend
+
+    labels = ["repvgg-mini", "repvgg-mini+correspondence", "vit-mini", "per image", "per point"]
+    for width in (4.4, 8.2, 12.0):
+        fig = Figure(figsize=(width, 4.0), layout="constrained")
+        FigureCanvasAgg(fig)
+        fig.subplots().plot([0, 1], [0, 1])
+        legend(fig, [Line2D([], [], label=label) for label in labels], n=len(labels))
+        fig.canvas.draw()
+        box = fig.legends[0].get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (width, box)
+    assert fig.legends[0]._ncols == 4  # a wide figure keeps its columns

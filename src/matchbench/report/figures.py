@@ -102,8 +102,33 @@ def figure(
 
 
 def legend(fig: Figure, handles: list[Line2D] | None = None, n: int = 1) -> None:
+    """The figure's legend below its axes, in as many columns (at most 4) as fit its width."""
     kwargs = {"handles": handles} if handles is not None else {}
-    fig.legend(loc="outside lower center", ncols=max(1, min(n, 4)), **kwargs)
+    labels = (
+        [str(h.get_label()) for h in handles]
+        if handles is not None
+        else list(
+            dict.fromkeys(lab for ax in fig.axes for lab in ax.get_legend_handles_labels()[1])
+        )
+    )
+    fig.legend(
+        loc="outside lower center", ncols=legend_columns(labels, fig.get_figwidth(), n), **kwargs
+    )
+
+
+def legend_columns(labels: list[str], width: float, n: int) -> int:
+    """Columns of a legend of ``labels`` that fit ``width`` inches: a column is as wide as its
+    widest entry (handle, gap and text at the legend's font size), so the widest ``k`` entries
+    side by side bound a ``k``-column legend's width."""
+    size = float(STYLE["legend.fontsize"])
+    entries = sorted(
+        (len(label) * 0.6 * size / 72 + (2.0 + 0.8 + 2.0) * size / 72 for label in labels),
+        reverse=True,
+    )
+    ncols = max(1, min(n, 4, len(entries) or 1))
+    while ncols > 1 and sum(entries[:ncols]) > 0.95 * width:
+        ncols -= 1
+    return ncols
 
 
 def bar_charts(results: pd.DataFrame, out_dir: Path, colors: dict[str, str]) -> list[Plot]:
