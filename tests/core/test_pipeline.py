@@ -214,6 +214,24 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     assert np.load(whole / "features.npy").shape[0] == len((whole / "ids.txt").read_text().split())
 
 
+def test_snakemakes_own_report_holds_the_projects_report_results_and_figures(
+    workspace: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "snakemake-report.html"
+    run(["snakemake", "--report", str(out), "--configfile", TINY], workspace)
+    page = out.read_text()
+    for item in (
+        "index.html",
+        "results.csv",
+        "pck_curves.png",
+        "sugarcrepe_categories_mini-vl.png",
+    ):
+        assert item in page, item
+    for caption in ("workflow.rst", "index.rst", "results.rst", "figures.rst"):
+        first = (ROOT / "workflow/report" / caption).read_text().split()[:6]
+        assert " ".join(first) in page, caption
+
+
 def _chromium() -> str:
     """Debian's chromium, installed from the package archive when missing (CI runs as root)."""
     found = shutil.which("chromium")

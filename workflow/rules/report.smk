@@ -19,8 +19,15 @@ rule report:
     input:
         report_inputs,
     output:
-        html=L.report("{run}", "index.html"),
-        table=L.report("{run}", "results.csv"),
+        # report(): what `snakemake --report` shows, with the captions of workflow/report/.
+        html=report(L.report("{run}", "index.html"), caption="../report/index.rst", category="Report"),
+        table=report(L.report("{run}", "results.csv"), caption="../report/results.rst", category="Report"),
+        figures=report(
+            directory(L.report("{run}", "figures")),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
     params:
         out=lambda w, output: os.path.dirname(output.html),
         metrics=metrics_documents,
