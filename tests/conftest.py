@@ -270,3 +270,14 @@ def write_config(path: Path, raw: dict) -> Path:
 
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+_PROGRESS_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+
+
+def strip_progress(stderr: str) -> str:
+    """``stderr`` without the timestamped progress lines a stage writes when stderr is not a
+    terminal (``matchbench.progress``): what is left is what the stage says to a person."""
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not _PROGRESS_LINE.match(line)
+    )

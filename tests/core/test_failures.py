@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import strip_progress, tiny_config
 
 from matchbench.cli import main
 
@@ -50,11 +49,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-PROGRESS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")  # a progress line (not a terminal)
-
-
 def one_line(capsys: pytest.CaptureFixture[str], code: int) -> str:
-    err = [x for x in capsys.readouterr().err.strip().splitlines() if not PROGRESS.match(x)]
+    err = strip_progress(capsys.readouterr().err).strip().splitlines()
     assert code == 2 and len(err) == 1, err
     return err[0]
 

@@ -18,6 +18,7 @@ import pytest
 import timm
 import torch
 import yaml
+from conftest import strip_progress
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -90,7 +91,7 @@ def setup(tmp_path, http_server) -> Setup:
 
 def run(capsys, *argv: str) -> tuple[int, str]:
     code = main(list(argv))
-    err = capsys.readouterr().err
+    err = strip_progress(capsys.readouterr().err)
     assert "Traceback" not in err
     return code, err
 
