@@ -240,12 +240,11 @@ def _chromium() -> str:
             pytest.skip(
                 "needs Debian's chromium (apt-get install chromium), and root to install it"
             )
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            check=True,
-            capture_output=True,
-        )
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "chromium"]
+        if subprocess.run(install, env=apt, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=apt, capture_output=True, check=True)
+            subprocess.run(install, env=apt, capture_output=True, check=True)
         found = shutil.which("chromium")
     assert found, "apt-get installed chromium but it is not on PATH"
     return found
