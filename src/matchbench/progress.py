@@ -20,6 +20,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from matchbench.errors import MatchbenchError
+
 INTERVAL_ENV = "MATCHBENCH_PROGRESS_SECONDS"
 DEFAULT_INTERVAL = 10.0
 
@@ -55,8 +57,6 @@ def interval() -> float:
     except ValueError:
         value = -1.0
     if value < 0:
-        from matchbench.errors import MatchbenchError
-
         raise MatchbenchError(f"{INTERVAL_ENV}={raw!r}: expected a number of seconds >= 0")
     return value
 
