@@ -134,7 +134,10 @@ class Stopped(Exception):
     """Stands for the end of a job killed at its time limit."""
 
 
-def stop_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+def stopped_after(
+    monkeypatch: pytest.MonkeyPatch, epoch: int, cfg: dict[str, Any], recipe: str, out: Path
+) -> None:
+    """Run ``recipe`` into ``out`` until just after ``epoch``'s checkpoint is written."""
     save = training.Resume.save
 
     def save_then_stop(self: training.Resume, progress: training.Progress) -> None:
@@ -142,7 +145,10 @@ def stop_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
         if progress.epoch == epoch:
             raise Stopped
 
-    monkeypatch.setattr(training.Resume, "save", save_then_stop)
+    with monkeypatch.context() as m:
+        m.setattr(training.Resume, "save", save_then_stop)
+        with pytest.raises(Stopped):
+            run(cfg, recipe, out)
 
 
 def run(cfg: dict[str, Any], recipe: str, out: Path) -> None:
@@ -167,10 +173,7 @@ def test_a_stopped_run_resumes_to_the_bytes_of_an_uninterrupted_one(
     assert whole["train_log.csv"].count(b"\n") == 1 + 3  # header + an epoch a row
 
     out = tmp_path / "stopped"
-    with monkeypatch.context() as m:
-        stop_after(m, 1)
-        with pytest.raises(Stopped):
-            run(cfg, recipe, out)
+    stopped_after(monkeypatch, 1, cfg, recipe, out)
     # Nothing that looks complete; the checkpoint and the log so far are there.
     assert sorted(p.name for p in out.iterdir()) == [training.RESUME_DIR]
     assert (out / training.RESUME_DIR / "train_log.csv").read_text().count("\n") == 1 + 1
@@ -187,10 +190,7 @@ def test_a_checkpoint_of_another_run_is_not_resumed(
 ) -> None:
     cfg = load_config(config_file)
     out = tmp_path / "o"
-    with monkeypatch.context() as m:
-        stop_after(m, 2)
-        with pytest.raises(Stopped):
-            train_clip(cfg, "vl", "clip-mini", out, recipe="clip-hn")
+    stopped_after(monkeypatch, 2, cfg, "clip-hn", out)
     capsys.readouterr()
     cfg["tracks"]["compose"]["train"]["lr"] = 0.0005  # the config changed since
     train_clip(cfg, "vl", "clip-mini", out, recipe="clip-hn")
@@ -205,10 +205,7 @@ def test_a_damaged_checkpoint_is_one_line(
 ) -> None:
     cfg = load_config(config_file)
     out = tmp_path / "o"
-    with monkeypatch.context() as m:
-        stop_after(m, 1)
-        with pytest.raises(Stopped):
-            run(cfg, "ssl", out)
+    stopped_after(monkeypatch, 1, cfg, "ssl", out)
     (out / training.RESUME_DIR / training.CHECKPOINT).write_bytes(b"not a checkpoint")
     capsys.readouterr()
     dataset, backbone = RUNS["ssl"]
