@@ -113,3 +113,41 @@ def test_device_cuda_asks_for_a_gpu_per_network_job(tmp_path: Path) -> None:
     assert proc.stdout.count("gpu=1") >= 10  # extraction, training, dense evaluation
     assert (gpu_wanted("cpu"), gpu_wanted("cuda")) == (False, True)
     assert gpu_wanted("auto") == torch.cuda.is_available()
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+    return [path] if isinstance(node, int | float) and not isinstance(node, bool) else []
+
+
+@pytest.mark.parametrize("path", [*CONFIGS, ROOT / "tests/configs/tiny.yaml"], ids=lambda p: p.name)
+def test_dvc_exp_set_param_changes_only_that_line(path: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S <file>:<key>=<value>` rewrites the file through ruamel (width 80): a
+    config must be its fixed point, or one value's change comes with a rewrapped file
+    (docs/dvc.md, "Experiments")."""
+    from dvc.utils.serialize import modify_yaml
+
+    original = path.read_text(encoding="utf-8").splitlines()
+    raw = yaml.safe_load("\n".join(original))
+    leaves = _leaves(raw)
+    assert leaves
+    for keys in leaves[:: max(1, len(leaves) // 12)]:
+        value = raw
+        for k in keys:
+            value = value[k]
+        text = str(value)  # another value of the same width: a line that fitted still fits
+        new = type(value)(text[:-1] + str((int(text[-1]) + 1) % 10))
+        copy = tmp_path / path.name
+        copy.write_text("\n".join(original) + "\n", encoding="utf-8")
+        with modify_yaml(copy) as doc:
+            node = doc
+            for k in keys[:-1]:
+                node = node[k]
+            node[keys[-1]] = new
+        changed = copy.read_text(encoding="utf-8").splitlines()
+        assert len(changed) == len(original), keys
+        diff = [(a, b) for a, b in zip(original, changed, strict=True) if a != b]
+        assert len(diff) == 1 and str(new) in diff[0][1], (keys, diff)
