@@ -536,6 +536,13 @@ def test_spair_malformed(tmp_path, spair_root, capsys):
     rc, _ = _score_spair(tmp_path, preds, spair_root)
     err = capsys.readouterr().err
     assert rc == 2 and "entry '000001-s-t:cat': expected 2 finite [x, y] points" in err
+    assert "got shape (1, 2)" in err
+    # NaN (or null) at the right shape is named as such, not as a shape error
+    for bad in (float("nan"), None):
+        preds = {"000001-s-t:cat": [[10, 15], [1, bad]], "000002-s-u:dog": [[3, 4]]}
+        rc, _ = _score_spair(tmp_path, preds, spair_root)
+        err = capsys.readouterr().err
+        assert rc == 2 and "got a non-finite value (NaN, inf or null) in point 1" in err, err
     rc, _ = _score_spair(tmp_path, {"000001-s-t:cat": [[10, 15], [1, 1]]}, spair_root)
     assert rc == 2 and "no prediction for pair '000002-s-u:dog'" in capsys.readouterr().err
 

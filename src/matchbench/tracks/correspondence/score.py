@@ -66,7 +66,13 @@ def score_pairs(
         except (TypeError, ValueError):
             arr = None
         if arr is None or arr.shape != (want, 2) or not np.isfinite(arr).all():
-            got = f"shape {arr.shape}" if arr is not None else repr(value)[:60]
+            if arr is None:
+                got = repr(value)[:60]
+            elif arr.shape != (want, 2):
+                got = f"shape {arr.shape}"
+            else:  # the right shape, with NaN, inf or null in it
+                bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+                got = f"a non-finite value (NaN, inf or null) in point {examples(bad.tolist())}"
             raise MatchbenchError(
                 f"{path}: entry {p['name']!r}: expected {want} finite [x, y] points (one per "
                 f"keypoint visible in both images, in annotation order), got {got}"
