@@ -30,15 +30,10 @@ from matchbench.errors import MatchbenchError
 from matchbench.io import write_text
 from matchbench.layout import Layout
 from matchbench.reruns import SOURCE_ROOT, job_reads, parse_command
-from matchbench.tracks import find_recipe
 
 DEFAULT_CONFIG = "config/default.yaml"
 DEFAULT_OUT = "dvc.yaml"
 SNAKEFILE = "workflow/Snakefile"
-
-# Columns of train_log.csv (docs/contracts.md) drawn as learning curves by `dvc plots show`:
-# the x axis here, the y columns as each recipe declares them (matchbench.tracks.Recipe).
-PLOT_X = "epoch"
 
 # DVC accepts letters, digits, "-" and "_" in stage names (treeverse/dvc#3767): "@" is taken
 # by foreach/matrix and ":" by `dvc.yaml:stage` targets. Rule and wildcard values are joined
@@ -184,10 +179,6 @@ def stage_name(job: Job) -> str:
     return _NAME_SEP.join([job.rule, *(_NAME_BAD.sub("_", v) for _, v in job.wildcards)])
 
 
-def is_plot(path: str) -> bool:
-    return PurePosixPath(path).name == "train_log.csv"
-
-
 def _folders(paths: list[str]) -> list[str]:
     return sorted({str(PurePosixPath(p).parent) for p in paths} - {"."})
 
@@ -238,8 +229,8 @@ def stage(job: Job, context: Context) -> dict[str, Any]:
     params = present_keys(context.raw, keys)
     if params:
         entry["params"] = [{context.configfile: params}]
-    outs = sorted(p for p in products if not context.layout.is_metrics(p))
-    metrics = sorted(p for p in job.outputs if context.layout.is_metrics(p))
+    outs = sorted(p for p in products if not context.layout.is_summary(p))
+    metrics = sorted(p for p in job.outputs if context.layout.is_summary(p))
     if outs:
         entry["outs"] = outs
     if metrics:
@@ -291,38 +282,14 @@ def _topological(stages: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
-def plots(jobs: list[Job]) -> list[dict[str, Any]]:
-    """Top-level plots: one learning-curve figure per train_log.csv column, a line per log.
+def plots(jobs: list[Job], context: Context) -> list[str]:
+    """Top-level plots: the report's figures folder, as image plots.
 
-    A log's columns are those its recipe declares (the job's ``--recipe``)."""
-    recipe_of = {
-        out: parse_command(job.shellcmd)[1].get("recipe")
-        for job in jobs
-        if job.shellcmd
-        for out in job.outputs
-        if is_plot(out)
-    }
-    logs = sorted(recipe_of)
-    if not logs:
-        return []
-
-    def columns(log: str) -> tuple[str, ...]:
-        try:
-            return find_recipe(recipe_of[log] or "")[1].plot_columns
-        except MatchbenchError:
-            return ("loss",)
-
-    ys = list(dict.fromkeys(y for log in logs for y in columns(log)))
-    return [
-        {
-            f"train-{y}": {
-                "title": f"Training {y} per epoch",
-                "x": PLOT_X,
-                "y": {log: y for log in logs if y in columns(log)},
-            }
-        }
-        for y in ys
-    ]
+    `dvc plots show` then renders the project's own figures (learning curves included) into a
+    page that needs no JavaScript: DVC's template loads Vega from a CDN, so data plots of
+    ``train_log.csv`` would be blank offline."""
+    figures = context.layout.report(context.cfg["run"], "figures")
+    return [figures] if any(figures in job.outputs for job in jobs) else []
 
 
 def build(jobs: list[Job], context: Context) -> dict[str, Any]:
@@ -342,7 +309,7 @@ def build(jobs: list[Job], context: Context) -> dict[str, Any]:
             )
         stages[name] = stage(job, context)
     doc: dict[str, Any] = {"stages": {name: stages[name] for name in _topological(stages)}}
-    if figures := plots(jobs):
+    if figures := plots(jobs, context):
         doc["plots"] = figures
     return doc
 

@@ -17,8 +17,10 @@ wildcard patterns (``"{dataset}"``): every method is plain string formatting, so
     <results>/models/<recipe>/<dataset>/<backbone>/   finetune: model.safetensors,
                                              train_log.csv, config.json
     <results>/metrics/<task>/<dataset>/<model>.json   evaluate (+ <model>.<side> files)
+    <results>/summary/<task>/<dataset>/<model>.json   evaluate: headline metrics (DVC's metrics)
     <reports>/<run>/                         report
     logs/<stage>/.../<name>.log              each job's log
+    logs/benchmarks/<run>/<stage>/.../<name>.tsv   each job's time and memory (Snakemake's)
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ class Layout:
         """Whether ``path`` is a metrics document (not one of its side files)."""
         return path.startswith(f"{self.results}/metrics/") and path.endswith(".json")
 
+    def summary(self, task: str, dataset: str, model: str) -> str:
+        """A metrics document's headline metrics, ``{dataset: {model: {metric: value}}}``
+        (DVC's metrics files)."""
+        return f"{self.results}/summary/{task}/{dataset}/{model}.json"
+
+    def is_summary(self, path: str) -> bool:
+        return path.startswith(f"{self.results}/summary/") and path.endswith(".json")
+
     def model_weights(self, cfg: dict[str, Any], model: str, dataset: str) -> str | None:
         """The weights file ``model`` loads (see docs/contracts.md), or None for random init.
 
@@ -120,6 +130,13 @@ class Layout:
 
     def log(self, stage: str, *parts: str) -> str:
         return f"{self.logs}/{'/'.join((stage, *parts))}.log"
+
+    def benchmark(self, run: str, stage: str, *parts: str) -> str:
+        """Snakemake's ``benchmark:`` file of a job of ``run`` (wall time, peak memory)."""
+        return f"{self.benchmarks(run)}/{'/'.join((stage, *parts))}.tsv"
+
+    def benchmarks(self, run: str) -> str:
+        return f"{self.logs}/benchmarks/{run}"
 
 
 def _join(folder: str, file: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,50 +157,35 @@ def test_dvc_status_follows_exactly_what_a_stage_reads(workspaces: Workspaces) -
     assert changed_stages(ws, env) == set()
 
 
-def test_dvc_metrics_show_lists_the_metrics(workspaces: Workspaces) -> None:
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], workspaces.dvc, workspaces.env))
+def test_dvc_metrics_show_lists_the_headline_metrics(workspaces: Workspaces) -> None:
+    ws, env = workspaces.dvc, workspaces.env
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], ws, env))
     files = shown[""]["data"]
-    assert sorted(files) == sorted(metrics(workspaces.dvc))
-    for path, entry in files.items():
-        key = {"correspondence": "pck@0.1", "compose": "sugarcrepe_avg"}.get(
-            path.split("/")[2], "knn_acc"
-        )
-        assert 0 <= entry["data"]["metrics"][key]["value"] <= 1, path
-
-
-def test_dvc_plots_show_draws_learning_curves(workspaces: Workspaces) -> None:
-    shown = json.loads(run(["dvc", "plots", "show", "--json"], workspaces.dvc, workspaces.env))
-    assert {"train-loss", "train-knn_acc", "train-train_pck", "train-batch_acc"} <= set(
-        shown["data"]
+    summaries = sorted(
+        p.relative_to(ws).as_posix() for p in (ws / "results/summary").rglob("*.json")
     )
-    ssl_logs = {
-        "ssl/miniworld/resnet-mini/train_log.csv",
-        "ssl-spp/miniworld/resnet-mini/train_log.csv",
-    }
-    corr_log = "correspondence/mini-spair/vit-tiny/train_log.csv"
-    clip_logs = {f"clip-{v}/mini-vl/clip-mini/train_log.csv" for v in ("alt", "rich", "rich-hn")}
-    epochs_of = {corr_log: [1], **{log: [1] for log in clip_logs}}
-    epochs_of["clip-rich-hn/mini-vl/clip-mini/train_log.csv"] = [1, 2]  # the variant's own epochs
-    # Each figure draws the logs that have its column: knn_acc is ssl's, train_pck
-    # correspondence's, batch_acc the clip variants'.
-    for plot, logs in (
-        ("train-loss", ssl_logs | {corr_log} | clip_logs),
-        ("train-knn_acc", ssl_logs),
-        ("train-train_pck", {corr_log}),
-        ("train-batch_acc", clip_logs),
-    ):
-        rows = shown["data"][plot][0]["content"]["data"]["values"]
-        # DVC names each row's file only when a figure draws several.
-        (only,) = logs if len(logs) == 1 else (None,)
-        assert {r.get("filename", only) for r in rows} == logs
-        epochs: dict[str, set[int]] = {name: set() for name in logs}
-        for r in rows:
-            epochs[r.get("filename", only)].add(int(r["epoch"]))
-        for name, seen in epochs.items():
-            assert sorted(seen) == epochs_of.get(name, [1, 2]), name
+    assert sorted(files) == summaries and len(summaries) == len(metrics(ws))
+    headline = {"ssl": ["knn_acc", "linear_acc"], "correspondence": ["pck@0.1"]}
+    for path, entry in files.items():
+        # The track's headline values of the full document, under keys unique to the file.
+        doc = json.loads((ws / path.replace("/summary/", "/metrics/", 1)).read_text())
+        names = headline.get(doc["task"], ["aro_relation", "aro_attribution", "sugarcrepe_avg", "t2i_r@1"])  # fmt: skip
+        values = {n: doc["metrics"][n]["value"] for n in names}
+        assert entry["data"] == {doc["dataset"]: {doc["model"]: values}}, path
+
+
+def test_dvc_plots_show_renders_offline(workspaces: Workspaces) -> None:
+    """The project's own figures as image plots: a page with no script and no remote URL."""
     html = workspaces.tmp / "plots"
     run(["dvc", "plots", "show", "--out", str(html)], workspaces.dvc, workspaces.env)
-    assert "Training loss per epoch" in (html / "index.html").read_text()
+    page = (html / "index.html").read_text()
+    assert "<script" not in page and "http" not in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    figures = sorted((workspaces.dvc / "reports/tiny/figures").glob("*.png"))
+    assert len(images) == len(figures) > 0
+    for src in images:
+        assert (html / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+    assert any("learning_curves" in src for src in images)
 
 
 @pytest.mark.parametrize("made_by", ["snakemake", "dvc"])
@@ -224,3 +210,57 @@ def test_results_round_trip_through_a_remote(workspaces: Workspaces, made_by: st
         assert json.loads(run(["dvc", "status", "--json"], ws, env)) == {}
     out = run(["snakemake", "-n", "--configfile", TINY], ws, env)
     assert "Nothing to be done" in out, out
+
+
+def test_a_queued_sweep_of_a_training_key_reruns_only_its_track(workspaces: Workspaces) -> None:
+    """`dvc exp run --queue -S <file>:<key>=<value>` twice, `dvc queue start -j 2`: each
+    experiment reruns the ssl track's training and what uses it, nothing else, sets that one
+    line of the config, and `dvc exp show --only-changed` has one column per changed value."""
+    ws = workspaces.dvc  # after the round trip: results pulled back, dvc status clean
+    env = {**workspaces.env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    run(["git", "add", "-A"], ws, env)
+    run(["git", "commit", "-qm", "baseline"], ws, env)
+    key = f"{TINY}:tracks.ssl.train.batch_size"
+    for value in (16, 64):
+        # Queued experiments run in temporary clones: git and the DVC cache give them
+        # everything but the raw downloads, which `-C data` copies (docs/dvc.md).
+        run(["dvc", "exp", "run", "--queue", "-n", f"bs{value}", "-C", "data", "-S", f"{key}={value}"], ws, env)  # fmt: skip
+    run(["dvc", "queue", "start", "-j", "2"], ws, env)
+    deadline = time.monotonic() + 900
+    while re.search(r"\b(Queued|Running)\b", status := run(["dvc", "queue", "status"], ws, env)):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    ssl_track = {
+        "finetune_ssl--miniworld--resnet-mini",
+        "finetune_ssl_spp--miniworld--resnet-mini",
+        "extract--miniworld--resnet-mini_ssl",
+        "extract--miniworld--resnet-mini_ssl-spp",
+        "mine--miniworld--resnet-mini_ssl",
+        "evaluate_ssl--miniworld--resnet-mini_ssl",
+        "evaluate_ssl--miniworld--resnet-mini_ssl-spp",
+        "report--tiny",
+    }
+    for name in ("bs16", "bs64"):
+        assert re.search(rf"\b{name}\b.*\bSuccess\b", status), status
+        logs = run(["dvc", "queue", "logs", name], ws, env)
+        assert set(re.findall(r"Running stage '([^']+)'", logs)) == ssl_track, logs
+    table = run(["dvc", "exp", "show", "--only-changed", "--drop", ".*/", "--csv"], ws, env)
+    header = table.splitlines()[0].split(",")
+    changed = {f"miniworld.resnet-mini+{r}.{m}" for r in ("ssl", "ssl-spp") for m in ("knn_acc", "linear_acc")}  # fmt: skip
+    # Only the values that differ, each named by its own short key (no `<file>:` prefix).
+    assert set(header) - {"Experiment", "rev", "typ", "Created", "State", "Executor"} <= {
+        "tracks.ssl.train.batch_size",
+        *changed,
+    }
+    assert "tracks.ssl.train.batch_size" in header and len(set(header) & changed) >= 2
+    params = run(["dvc", "params", "diff", "HEAD", "bs16"], ws, env).splitlines()
+    assert [r.split() for r in params[1:]] == [[TINY, "tracks.ssl.train.batch_size", "32", "16"]]
+    rows = [
+        r.split() for r in run(["dvc", "metrics", "diff", "HEAD", "bs16"], ws, env).splitlines()
+    ]
+    assert rows[0] == ["Path", "Metric", "HEAD", "bs16", "Change"]
+    assert {r[1] for r in rows[1:]} <= changed and rows[1:], rows  # a row per changed value
+    # The experiment's commit changed that one line of the config, nothing else in it.
+    run(["dvc", "exp", "apply", "bs16"], ws, env)
+    assert run(["git", "diff", "--numstat", "--", TINY], ws, env).split()[:2] == ["1", "1"]

@@ -92,26 +92,17 @@ def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
     stages = committed["stages"]
     assert all(is_valid_name(name) for name in stages)  # what `dvc stage add` accepts
     metrics = sorted(m for s in stages.values() for m in s.get("metrics", []))
+    # DVC's metrics are the flat headline files; the full documents are plain outputs.
     assert metrics == sorted(
-        [f"results/metrics/ssl/miniworld/{m}.json" for m in SSL_MODELS]
-        + [f"results/metrics/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
-        + [f"results/metrics/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
+        [f"results/summary/ssl/miniworld/{m}.json" for m in SSL_MODELS]
+        + [f"results/summary/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
+        + [f"results/summary/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
     )
-    plots = {name: spec for entry in committed["plots"] for name, spec in entry.items()}
-    assert set(plots) == {"train-loss", "train-knn_acc", "train-train_pck", "train-batch_acc"}
-    assert plots["train-loss"]["x"] == "epoch"
-    ssl_logs = [
-        f"results/models/{r}/miniworld/resnet-mini/train_log.csv" for r in ("ssl-spp", "ssl")
-    ]
-    corr_log = "results/models/correspondence/mini-spair/repvgg-mini/train_log.csv"
-    clip_logs = [
-        f"results/models/clip-{v}/mini-vl/clip-mini/train_log.csv"
-        for v in ("alt", "rich", "rich-hn")
-    ]
-    assert sorted(plots["train-loss"]["y"]) == sorted([*ssl_logs, corr_log, *clip_logs])
-    assert sorted(plots["train-batch_acc"]["y"]) == sorted(clip_logs)
-    assert sorted(plots["train-knn_acc"]["y"]) == sorted(ssl_logs)
-    assert list(plots["train-train_pck"]["y"]) == [corr_log]
+    outs = {o for s in stages.values() for o in s.get("outs", [])}
+    assert "results/metrics/ssl/miniworld/resnet-mini+ssl.json" in outs
+    # Image plots only: DVC's page for data plots loads Vega from a CDN (blank offline).
+    assert committed["plots"] == ["reports/demo/figures"]
+    assert "reports/demo/figures" in stages["report--demo"]["outs"]
     # Producers before consumers: download first, the report last.
     names = list(stages)
     assert names[0].startswith("download--") and names[-1] == "report--demo"

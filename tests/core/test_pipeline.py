@@ -8,6 +8,7 @@ test can edit a stage's module as a developer would."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -97,6 +98,14 @@ def test_report_is_written(workspace: Path) -> None:
         "sugarcrepe_categories_mini-vl",
     ):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
+    # Each job's time and peak memory, from the benchmark files Snakemake wrote for this run
+    # (the report's own is written after it).
+    jobs = json.loads((report / "provenance.json").read_text())["jobs"]
+    logs = sorted(p for p in (workspace / "logs").rglob("*.log") if "report" not in p.parts)
+    assert len(jobs) == len(logs) > 10
+    assert {j["job"].split("/")[0] for j in jobs} >= {"download", "extract", "finetune", "evaluate"}
+    assert all(j["seconds"] > 0 and j["max_rss_mb"] > 10 for j in jobs), jobs
+    assert "Time and memory per job" in (report / "index.html").read_text()
 
 
 def test_second_run_has_nothing_to_do(workspace: Path) -> None:

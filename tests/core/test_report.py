@@ -673,3 +673,43 @@ def test_a_figure_legend_fits_inside_its_figure() -> None:
         box = fig.legends[0].get_window_extent()
         assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (width, box)
     assert fig.legends[0]._ncols == 4  # a wide figure keeps its columns
+
+
+def test_provenance_records_dvc_lock_and_each_jobs_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matchbench.report.html import _job_costs
+    from matchbench.report.provenance import job_costs, provenance
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("run: r\n")
+    paths = {"data": "data", "results": "results", "reports": "reports"}
+    cfg = {"run": "r", "seed": 0, "device": "cpu", "threads": 1, "paths": paths}
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    folder = tmp_path / "logs" / "benchmarks" / "r"
+    for job, row in (
+        ("extract/ds/m", "12.5\t0:00:12\t812.3\t2000\t700\t750\t1\t2\t95.0\t11.9\n"),
+        ("evaluate/ssl/ds/m", "1.25\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n"),
+    ):
+        (folder / job).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{job}.tsv").write_text(header + row)
+    (folder / "report").mkdir()
+    (folder / "report" / "r.tsv").write_text("")  # a job killed before its numbers were written
+    (tmp_path / "logs" / "benchmarks" / "other" / "x").mkdir(parents=True)  # another run's
+    (tmp_path / "logs" / "benchmarks" / "other" / "x" / "y.tsv").write_text(header + "1\t0\t1\n")
+    origin = provenance(cfg, config)
+    assert origin["dvc_lock_sha256"] is None  # no dvc.lock here
+    assert origin["jobs"] == [
+        {"job": "evaluate/ssl/ds/m", "seconds": 1.25, "max_rss_mb": None},
+        {"job": "extract/ds/m", "seconds": 12.5, "max_rss_mb": 812.3},
+    ]
+    assert job_costs(tmp_path / "absent") == []
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    lock = hashlib.sha256(b"schema: '2.0'\n").hexdigest()
+    assert provenance(cfg, config)["dvc_lock_sha256"] == lock
+    html = _job_costs(origin["jobs"])
+    assert "2 jobs, 14 s of wall time" in html
+    assert "<td><code>extract/ds/m</code></td><td>12.5</td><td>812</td>" in html
+    assert "<td>1.2</td><td>n/a</td>" in html
+    assert "No job timings" in _job_costs([])

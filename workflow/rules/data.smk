@@ -6,6 +6,8 @@ rule download:
     localrule: True
     log:
         L.log("download", "{dataset}"),
+    benchmark:
+        L.benchmark(RUN, "download", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
@@ -23,6 +25,8 @@ rule prepare:
         reads=reads("prepare", dataset="{dataset}"),
     log:
         L.log("prepare", "{dataset}"),
+    benchmark:
+        L.benchmark(RUN, "prepare", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
@@ -38,6 +42,8 @@ rule weights:
     localrule: True
     log:
         L.log("weights", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "weights", "{backbone}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

@@ -13,6 +13,8 @@ rule extract:
         gpu=GPU,
     log:
         L.log("extract", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "extract", "{dataset}", "{model}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

@@ -34,6 +34,8 @@ rule report:
         reads=reads("report"),
     log:
         L.log("report", "{run}"),
+    benchmark:
+        L.benchmark(RUN, "report", "{run}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

@@ -206,6 +206,7 @@ def _reproduce(page: Page) -> str:
     rows = [
         ("commit", commit),
         ("config", f"{p['config']} (sha256 {p['config_sha256']})"),
+        ("dvc.lock", f"sha256 {p['dvc_lock_sha256']}" if p.get("dvc_lock_sha256") else "none"),
         ("seed, device, threads", f"{p['seed']}, {p['device']}, {p['threads']}"),
         ("versions", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
     ]
@@ -214,5 +215,33 @@ def _reproduce(page: Page) -> str:
         "<p>From the repository root, at that commit, with the same configuration:</p>\n"
         f"<pre><code>{escape(p['command'])}</code></pre>\n"
         f'<table class="provenance">\n{table}\n</table>\n'
-        "<p>The same record is <code>provenance.json</code> beside this page.</p>"
+        "<p>The same record is <code>provenance.json</code> beside this page.</p>\n"
+        + _job_costs(p.get("jobs", []))
+    )
+
+
+def _job_costs(jobs: list[dict[str, Any]]) -> str:
+    """Each job's wall time and peak memory, from Snakemake's benchmark files."""
+    if not jobs:
+        return _note(
+            "No job timings: Snakemake's benchmark files (logs/benchmarks/<run>/) are absent, "
+            "as after dvc repro."
+        )
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    rows = "\n".join(
+        f"<tr><td><code>{escape(j['job'])}</code></td><td>{cell(j['seconds'], '.1f')}</td>"
+        f"<td>{cell(j['max_rss_mb'], '.0f')}</td></tr>"
+        for j in jobs
+    )
+    total = sum(j["seconds"] or 0.0 for j in jobs)
+    return (
+        f"<h3>Time and memory per job</h3>\n<p>{len(jobs)} jobs, {total:.0f} s of wall time "
+        "in all (jobs run in parallel overlap). From Snakemake's <code>benchmark:</code> files "
+        "(<code>logs/benchmarks/</code>): peak resident memory of the job's processes, sampled "
+        "every 0.5 s for its first 15 s and every 30 s after, so a short peak can be missed.</p>\n"
+        '<table class="costs">\n<tr><th>job</th><th>wall time (s)</th>'
+        f"<th>peak memory (MB)</th></tr>\n{rows}\n</table>"
     )

@@ -1,5 +1,6 @@
 """What a report was made from, so that it can be cited and rerun: the command, the config file
-and its hash, the commit, the seed and device, and the versions of what computed the numbers.
+and its hash, the commit, the hash of ``dvc.lock`` (when there is one), the seed and device, the
+versions of what computed the numbers, and each job's wall time and peak memory.
 
 Written beside the page as ``provenance.json`` and shown under "How to reproduce". The commit
 is read with ``git`` from the working directory (absent outside a git checkout); ``dirty`` says
@@ -9,6 +10,7 @@ that tracked files differ from it, so the numbers may not come from that commit 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import shlex
@@ -16,6 +18,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from matchbench.layout import Layout
 
 DEFAULT_CONFIG = "config/default.yaml"
 # The distributions whose versions decide the numbers (the ones installed are listed).
@@ -73,16 +77,50 @@ def versions() -> dict[str, str]:
     return found
 
 
+def file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:  # "NA" where the platform does not measure it
+        return None
+    return value if math.isfinite(value) else None
+
+
+def job_costs(folder: Path) -> list[dict[str, Any]]:
+    """Wall time (s) and peak resident memory (MB) of each job, from the ``benchmark:`` files
+    Snakemake wrote under ``folder`` (``logs/benchmarks/<run>/``; none when the jobs ran
+    under ``dvc repro``, which runs the commands without Snakemake)."""
+    costs = []
+    for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if len(lines) < 2:
+            continue  # a job that was killed before Snakemake wrote its numbers
+        row = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=False))
+        costs.append(
+            {
+                "job": path.relative_to(folder).with_suffix("").as_posix(),
+                "seconds": _number(row.get("s", "")),
+                "max_rss_mb": _number(row.get("max_rss", "")),
+            }
+        )
+    return costs
+
+
 def provenance(cfg: dict[str, Any], config: str | Path) -> dict[str, Any]:
     """The report's ``provenance.json``."""
     return {
         "command": reproduce_command(config, cfg["threads"]),
         "config": str(config),
         "config_sha256": hashlib.sha256(Path(config).read_bytes()).hexdigest(),
+        "dvc_lock_sha256": file_sha256(Path("dvc.lock")),
         "git": git_commit(),
         "run": cfg["run"],
         "seed": cfg["seed"],
         "device": cfg["device"],
         "threads": cfg["threads"],
         "versions": versions(),
+        "jobs": job_costs(Path(Layout.of(cfg).benchmarks(cfg["run"]))),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from matchbench.config import add_config_argument, load_config
 from matchbench.documents import validate_document
@@ -35,22 +36,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="metrics JSON (default: <results>/metrics/<task>/<dataset>/<model>.json)",
     )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        help="JSON of the task's headline metrics, {dataset: {model: {metric: value}}}, for DVC "
+        "(default: <results>/summary/<task>/<dataset>/<model>.json; none when --out is given alone)",
+    )
+
+
+def headline(doc: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``{dataset: {model: {metric: value}}}`` of the track's headline metrics the document has
+    (all its metrics when it has none of them). DVC names a column by its flattened key alone
+    when no other metrics file has that key (by ``<file>:<key>`` otherwise), so a key unique to
+    the file, ``<dataset>.<model>.<metric>``, keeps `dvc exp show` narrow."""
+    picked = [n for n in names if n in doc["metrics"]] or list(doc["metrics"])
+    values = {n: doc["metrics"][n]["value"] for n in picked}
+    return {doc["dataset"]: {doc["model"]: values}}
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    out = args.out or Path(Layout.of(cfg).metrics(args.task, args.dataset, args.model))
+    layout = Layout.of(cfg)
+    summary_path = args.summary
+    if args.out is None and summary_path is None:
+        summary_path = Path(layout.summary(args.task, args.dataset, args.model))
+    out = args.out or Path(layout.metrics(args.task, args.dataset, args.model))
     args.out = out
-    doc = tasks()[args.task].fn("evaluate")(cfg, args)
+    track = tasks()[args.task]
+    doc = track.fn("evaluate")(cfg, args)
     backbone, recipe = split_model(args.model)
     artifacts = doc.get("artifacts", {})
     if recipe is not None and "train_log" not in artifacts:
         # The training log of a fine-tuned model, for its learning curves (a task whose models
         # train on another dataset names it itself).
-        log = Layout.of(cfg).model(recipe, args.dataset, backbone, "train_log.csv")
+        log = layout.model(recipe, args.dataset, backbone, "train_log.csv")
         doc["artifacts"] = {**artifacts, "train_log": log}
     validate_document(doc, str(out))
     write_json(out, doc)
+    if summary_path is not None:
+        write_json(summary_path, headline(doc, track.headline))
     summary = ", ".join(
         f"{k} {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
         for k, v in doc["metrics"].items()

@@ -102,6 +102,10 @@ class Track:
     # recipes loads when it is used on ``dataset``. Default: the one trained on ``dataset``; a
     # track whose models train on one dataset and serve others (compose) says which.
     checkpoint: str | None = None
+    # The metrics of this task's documents that ``evaluate`` also writes, flat, to
+    # ``<results>/summary/`` (DVC's metrics files: the columns of ``dvc metrics show`` and
+    # ``dvc exp show``); the full documents are the report's.
+    headline: tuple[str, ...] = ()
 
     @property
     def schema(self) -> dict[str, Any]:

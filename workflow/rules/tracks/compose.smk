@@ -27,6 +27,8 @@ rule prepare_captions:
         reads=reads("prepare", dataset="{dataset}"),
     log:
         L.log("prepare", "{dataset}"),
+    benchmark:
+        L.benchmark(RUN, "prepare", "{dataset}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -49,6 +51,8 @@ rule finetune_text_mlm:
         gpu=GPU,
     log:
         L.log("finetune", MLM, "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "finetune", MLM, "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -74,6 +78,8 @@ rule finetune_clip:
         gpu=GPU,
     log:
         L.log("finetune", "{recipe}", "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "finetune", "{recipe}", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -86,7 +92,8 @@ rule evaluate_compose:
         tables=lambda w: captions_of(w.dataset),
         weights=weights_input,  # a compose checkpoint comes from train_dataset (Track.checkpoint)
     output:
-        L.metrics("compose", "{dataset}", "{model}"),
+        metrics=L.metrics("compose", "{dataset}", "{model}"),
+        summary=L.summary("compose", "{dataset}", "{model}"),
     params:
         reads=reads("evaluate", task="compose", dataset="{dataset}", model="{model}"),
     threads: THREADS
@@ -94,6 +101,8 @@ rule evaluate_compose:
         gpu=GPU,
     log:
         L.log("evaluate", "compose", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "evaluate", "compose", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:

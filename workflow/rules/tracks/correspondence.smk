@@ -33,6 +33,8 @@ rule prepare_pairs:
         reads=reads("prepare", dataset="{dataset}"),
     log:
         L.log("prepare", "{dataset}"),
+    benchmark:
+        L.benchmark(RUN, "prepare", "{dataset}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -56,6 +58,8 @@ rule extract_dense:
         gpu=GPU,
     log:
         L.log("extract_dense", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "extract_dense", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -79,6 +83,8 @@ rule finetune_correspondence:
         gpu=GPU,
     log:
         L.log("finetune", "correspondence", "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "finetune", "correspondence", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -92,6 +98,7 @@ rule evaluate_correspondence:
     output:
         metrics=L.metrics("correspondence", "{dataset}", "{model}"),
         predictions=L.metrics("correspondence", "{dataset}", "{model}", "predictions.parquet"),
+        summary=L.summary("correspondence", "{dataset}", "{model}"),
     params:
         reads=reads("evaluate", task="correspondence", dataset="{dataset}", model="{model}"),
     threads: THREADS
@@ -99,6 +106,8 @@ rule evaluate_correspondence:
         gpu=GPU,
     log:
         L.log("evaluate", "correspondence", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "evaluate", "correspondence", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:

@@ -19,6 +19,8 @@ rule finetune_ssl:
         gpu=GPU,
     log:
         L.log("finetune", "ssl", "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "finetune", "ssl", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -38,6 +40,8 @@ rule mine:
     threads: THREADS
     log:
         L.log("mine", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "mine", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -61,6 +65,8 @@ rule finetune_ssl_spp:
         gpu=GPU,
     log:
         L.log("finetune", "ssl-spp", "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark(RUN, "finetune", "ssl-spp", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -73,12 +79,15 @@ rule evaluate_ssl:
         features=L.features("{dataset}", "{model}", "features.npy"),
         index=L.index("{dataset}"),
     output:
-        L.metrics("ssl", "{dataset}", "{model}"),
+        metrics=L.metrics("ssl", "{dataset}", "{model}"),
+        summary=L.summary("ssl", "{dataset}", "{model}"),
     params:
         reads=reads("evaluate", task="ssl", dataset="{dataset}", model="{model}"),
     threads: THREADS
     log:
         L.log("evaluate", "ssl", "{dataset}", "{model}"),
+    benchmark:
+        L.benchmark(RUN, "evaluate", "ssl", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:

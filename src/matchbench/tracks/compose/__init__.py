@@ -130,4 +130,5 @@ TRACK = Track(
         ("sugarcrepe", f"{__name__}.score:score_sugarcrepe"),
         ("aro", f"{__name__}.score:score_aro"),
     ),
+    headline=("aro_relation", "aro_attribution", "sugarcrepe_avg", "t2i_r@1"),
 )

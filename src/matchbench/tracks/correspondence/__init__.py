@@ -90,4 +90,5 @@ TRACK = Track(
     report=f"{__name__}.report:section",
     features=(("dense", f"{__name__}.store:run_extract_dense"),),
     score_formats=tuple((b, f"{__name__}.score:score_{b}") for b in ("spair", "pfpascal", "ap10k")),
+    headline=("pck@0.1",),
 )

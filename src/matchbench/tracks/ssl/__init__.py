@@ -109,4 +109,5 @@ TRACK = Track(
     targets=f"{__name__}:targets",
     reads=f"{__name__}:reads",
     report=f"{__name__}.report:section",
+    headline=("knn_acc", "linear_acc"),
 )
