@@ -19,8 +19,12 @@ wildcard patterns (``"{dataset}"``): every method is plain string formatting, so
     <results>/metrics/<task>/<dataset>/<model>.json   evaluate (+ <model>.<side> files)
     <results>/summary/<task>/<dataset>/<model>.json   evaluate: headline metrics (DVC's metrics)
     <reports>/<run>/                         report
-    logs/<stage>/.../<name>.log              each job's log
-    logs/benchmarks/<run>/<stage>/.../<name>.tsv   each job's time and memory (Snakemake's)
+    <logs>/<stage>/.../<name>.log            each job's log
+    <logs>/benchmarks/<stage>/.../<name>.tsv each job's time and memory (Snakemake's)
+
+The config's ``paths`` place the trees; ``{run}`` in one stands for the run's name. By default
+``results/<run>`` and ``logs/<run>``: each config its own, so the tiny test config never mixes
+with the demo; ``data`` is shared by name, ``reports`` holds ``<run>/``.
 """
 
 from __future__ import annotations
@@ -50,8 +54,15 @@ class Layout:
 
     @classmethod
     def of(cls, cfg: dict[str, Any]) -> Layout:
-        paths = cfg["paths"]
-        return cls(data=paths["data"], results=paths["results"], reports=paths["reports"])
+        """The layout of a resolved config: its ``paths``, ``{run}`` replaced by its run."""
+        given = cfg["paths"]
+        run = cfg.get("run", "")
+        return cls(
+            **{
+                k: given[k].replace("{run}", run) if k in given else getattr(cls, k)
+                for k in ("data", "results", "reports", "logs")
+            }
+        )
 
     # --- data ---------------------------------------------------------------------------
     def raw(self, dataset: str) -> str:
@@ -131,12 +142,12 @@ class Layout:
     def log(self, stage: str, *parts: str) -> str:
         return f"{self.logs}/{'/'.join((stage, *parts))}.log"
 
-    def benchmark(self, run: str, stage: str, *parts: str) -> str:
-        """Snakemake's ``benchmark:`` file of a job of ``run`` (wall time, peak memory)."""
-        return f"{self.benchmarks(run)}/{'/'.join((stage, *parts))}.tsv"
+    def benchmark(self, stage: str, *parts: str) -> str:
+        """Snakemake's ``benchmark:`` file of a job (wall time, peak memory)."""
+        return f"{self.benchmarks()}/{'/'.join((stage, *parts))}.tsv"
 
-    def benchmarks(self, run: str) -> str:
-        return f"{self.logs}/benchmarks/{run}"
+    def benchmarks(self) -> str:
+        return f"{self.logs}/benchmarks"
 
 
 def _join(folder: str, file: str | None) -> str:

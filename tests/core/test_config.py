@@ -17,6 +17,7 @@ from matchbench.cli import main
 from matchbench.config import load_config, resolve, schema
 from matchbench.data import get_family
 from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -155,7 +156,17 @@ def test_defaults_are_filled_everywhere(raw):
     for path in _defaults(props["datasets"]["additionalProperties"]):
         _get(cfg["datasets"]["miniworld"], path)
     assert cfg["datasets"]["miniworld"]["options"]["image_size"] == 32
-    assert cfg["paths"] == {"data": "data", "results": "results", "reports": "reports"}
+    paths = {
+        "data": "data/tiny",
+        "results": "results/{run}",
+        "reports": "reports",
+        "logs": "logs/{run}",
+    }
+    assert cfg["paths"] == paths
+    # Each run its own results and logs: "{run}" is the run's name.
+    layout = Layout.of(cfg)
+    assert (layout.results, layout.logs, layout.data) == (f"results/{cfg['run']}", f"logs/{cfg['run']}", "data/tiny")  # fmt: skip
+    assert layout.log("extract", "d", "m") == f"logs/{cfg['run']}/extract/d/m.log"
     assert cfg["backbones"]["resnet-mini"]["pretrained"] is False
     assert cfg["backbones"]["resnet-mini"]["weights_url"] is None
     assert cfg["backbones"]["resnet-mini"]["kwargs"] == {}

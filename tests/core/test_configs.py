@@ -115,20 +115,20 @@ def test_device_cuda_asks_for_a_gpu_per_network_job(tmp_path: Path) -> None:
     assert gpu_wanted("auto") == torch.cuda.is_available()
 
 
-def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+def _leaves(node: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Dotted paths of the numbers in a config (not inside lists: `-S` sets keys)."""
     if isinstance(node, dict):
-        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
-    if isinstance(node, list):
-        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, str(k)))]
     return [path] if isinstance(node, int | float) and not isinstance(node, bool) else []
 
 
 @pytest.mark.parametrize("path", [*CONFIGS, ROOT / "tests/configs/tiny.yaml"], ids=lambda p: p.name)
 def test_dvc_exp_set_param_changes_only_that_line(path: Path, tmp_path: Path) -> None:
-    """`dvc exp run -S <file>:<key>=<value>` rewrites the file through ruamel (width 80): a
-    config must be its fixed point, or one value's change comes with a rewrapped file
-    (docs/dvc.md, "Experiments")."""
-    from dvc.utils.serialize import modify_yaml
+    """`dvc exp run -S <file>:<key>=<value>` applies the value as a Hydra override and merges
+    the result back into the file's ruamel document, writing every list it touched in block
+    style and wrapping at 80 columns: a config must be the fixed point of that rewrite, or one
+    value comes with a rewritten file (docs/dvc.md, "Experiments")."""
+    from dvc.utils.hydra import apply_overrides
 
     original = path.read_text(encoding="utf-8").splitlines()
     raw = yaml.safe_load("\n".join(original))
@@ -142,11 +142,7 @@ def test_dvc_exp_set_param_changes_only_that_line(path: Path, tmp_path: Path) ->
         new = type(value)(text[:-1] + str((int(text[-1]) + 1) % 10))
         copy = tmp_path / path.name
         copy.write_text("\n".join(original) + "\n", encoding="utf-8")
-        with modify_yaml(copy) as doc:
-            node = doc
-            for k in keys[:-1]:
-                node = node[k]
-            node[keys[-1]] = new
+        apply_overrides(copy, [f"{'.'.join(keys)}={new}"])
         changed = copy.read_text(encoding="utf-8").splitlines()
         assert len(changed) == len(original), keys
         diff = [(a, b) for a, b in zip(original, changed, strict=True) if a != b]

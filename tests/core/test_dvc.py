@@ -93,7 +93,7 @@ def age_outputs_downstream(ws: Path) -> None:
 def metrics(ws: Path) -> dict[str, bytes]:
     return {
         p.relative_to(ws).as_posix(): p.read_bytes()
-        for p in sorted((ws / "results" / "metrics").rglob("*.json"))
+        for p in sorted((ws / "results" / "tiny" / "metrics").rglob("*.json"))
     }
 
 
@@ -162,7 +162,7 @@ def test_dvc_metrics_show_lists_the_headline_metrics(workspaces: Workspaces) -> 
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], ws, env))
     files = shown[""]["data"]
     summaries = sorted(
-        p.relative_to(ws).as_posix() for p in (ws / "results/summary").rglob("*.json")
+        p.relative_to(ws).as_posix() for p in (ws / "results/tiny/summary").rglob("*.json")
     )
     assert sorted(files) == summaries and len(summaries) == len(metrics(ws))
     headline = {"ssl": ["knn_acc", "linear_acc"], "correspondence": ["pck@0.1"]}

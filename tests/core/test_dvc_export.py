@@ -4,8 +4,8 @@ stale file is refused with a message that names it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 import yaml
 from dvc.stage.utils import is_valid_name
 
+from matchbench import dvc_export
 from matchbench.cli import main
 from matchbench.dvc_export import Context, build, parse_dry_run
 from matchbench.errors import MatchbenchError
@@ -26,15 +27,19 @@ def committed() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_dry_run() -> Iterator[None]:
+    """Every test here reads the default config's DAG: Snakemake's dry run (~15 s) runs once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dvc_export, "dry_run", functools.cache(dvc_export.dry_run))
+        yield
+
+
 @pytest.fixture(scope="module")
 def snakemake_commands() -> list[str]:
     """Every shell command of the default config's DAG, read off Snakemake's own dry run."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--printshellcmds", "--nolock"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
     prefix = "Shell command: "
-    lines = (proc.stdout + proc.stderr).splitlines()
+    lines = dvc_export.dry_run(dvc_export.DEFAULT_CONFIG, ROOT).splitlines()
     return [
         line[len(prefix) :] for line in lines if line.startswith(prefix) and line != f"{prefix}None"
     ]
@@ -55,19 +60,19 @@ def test_every_stage_runs_the_command_snakemake_runs(
     extract = stages["extract--miniworld--resnet-mini_ssl"]
     assert extract["cmd"][-1] == (
         "matchbench extract --config config/default.yaml --dataset miniworld "
-        "--model resnet-mini+ssl 2> logs/extract/miniworld/resnet-mini+ssl.log"
+        "--model resnet-mini+ssl 2> logs/demo/extract/miniworld/resnet-mini+ssl.log"
     )
     assert extract["cmd"][-1] in snakemake_commands
     # The folders Snakemake creates before a job (the `2>` redirection needs the log's).
     assert (
         extract["cmd"][0]
-        == "mkdir -p logs/extract/miniworld results/features/miniworld/resnet-mini+ssl"
+        == "mkdir -p logs/demo/extract/miniworld results/demo/features/miniworld/resnet-mini+ssl"
     )
     # Its deps: its inputs and the code it runs (never the whole config file) ...
     data = [d for d in extract["deps"] if not d.startswith("src/")]
     assert data == [
         "data/miniworld/images.parquet",
-        "results/models/ssl/miniworld/resnet-mini/model.safetensors",
+        "results/demo/models/ssl/miniworld/resnet-mini/model.safetensors",
     ]
     code = [d for d in extract["deps"] if d.startswith("src/")]
     assert "src/matchbench/stages/extract.py" in code and "src/matchbench/runtime.py" in code
@@ -80,7 +85,7 @@ def test_every_stage_runs_the_command_snakemake_runs(
     (params,) = finetune["params"]
     assert "tracks.correspondence.train" in params["config/default.yaml"]
     assert not any(k.startswith("tracks.ssl") for k in params["config/default.yaml"])
-    assert "results/features/miniworld/resnet-mini+ssl/features.npy" in extract["outs"]
+    assert "results/demo/features/miniworld/resnet-mini+ssl/features.npy" in extract["outs"]
 
 
 SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
@@ -94,12 +99,12 @@ def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
     metrics = sorted(m for s in stages.values() for m in s.get("metrics", []))
     # DVC's metrics are the flat headline files; the full documents are plain outputs.
     assert metrics == sorted(
-        [f"results/summary/ssl/miniworld/{m}.json" for m in SSL_MODELS]
-        + [f"results/summary/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
-        + [f"results/summary/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
+        [f"results/demo/summary/ssl/miniworld/{m}.json" for m in SSL_MODELS]
+        + [f"results/demo/summary/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
+        + [f"results/demo/summary/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
     )
     outs = {o for s in stages.values() for o in s.get("outs", [])}
-    assert "results/metrics/ssl/miniworld/resnet-mini+ssl.json" in outs
+    assert "results/demo/metrics/ssl/miniworld/resnet-mini+ssl.json" in outs
     # Image plots only: DVC's page for data plots loads Vega from a CDN (blank offline).
     assert committed["plots"] == ["reports/demo/figures"]
     assert "reports/demo/figures" in stages["report--demo"]["outs"]
@@ -182,7 +187,7 @@ def test_parse_dry_run() -> None:
         == "matchbench extract --dataset mw --model r+ssl 2> logs/extract/mw/r+ssl.log"
     )
     assert jobs[1].shellcmd is None
-    cfg = {"paths": {"data": "data", "results": "results", "reports": "reports"}, "seed": 0,
+    cfg = {"run": "r", "paths": {"data": "data", "results": "results", "reports": "reports"}, "seed": 0,
            "threads": 1, "device": "cpu", "extract": {"precision": "auto"},
            "backbones": {"r": {"source": "timm"}}, "datasets": {}, "tracks": {}}  # fmt: skip
     raw = {"backbones": {"r": {}}, "seed": 0}

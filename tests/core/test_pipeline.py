@@ -184,7 +184,7 @@ def test_extract_killed_midway_resumes_to_the_same_bytes(workspace: Path) -> Non
     cfg["backbones"]["resnet-mini"]["image_size"] = 224
     config = workspace / "extract-kill.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    n_shards = -(-len(pd.read_parquet(workspace / "data/miniworld/images.parquet")) // 4)
+    n_shards = -(-len(pd.read_parquet(workspace / "data/tiny/miniworld/images.parquet")) // 4)
 
     def extract(out: Path) -> list[str]:
         return [
@@ -299,7 +299,7 @@ def test_a_killed_snakemake_run_continues_with_the_readmes_command(workspace: Pa
     cfg["tracks"]["correspondence"]["train"].update({"epochs": 6, "lr": 0.003})
     config = workspace / "killed.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    model = workspace / "results/models/correspondence/mini-spair/vit-tiny"
+    model = workspace / "results/tiny/models/correspondence/mini-spair/vit-tiny"
     checkpoint = model / ".resume" / "checkpoint.pt"
 
     proc = subprocess.Popen(
@@ -325,7 +325,7 @@ def test_a_killed_snakemake_run_continues_with_the_readmes_command(workspace: Pa
     # README, "A run that was killed": unlock, then the same command.
     run(["snakemake", "--unlock", "--configfile", config.name], workspace)
     run(["snakemake", "--cores", "2", "--configfile", config.name], workspace)
-    log = (workspace / "logs/finetune/correspondence/mini-spair/vit-tiny.log").read_text()
+    log = (workspace / "logs/tiny/finetune/correspondence/mini-spair/vit-tiny.log").read_text()
     assert "resumed after epoch" in log
     assert not checkpoint.parent.exists()
     assert planned_jobs(workspace, config.name) == {}

@@ -684,10 +684,10 @@ def test_provenance_records_dvc_lock_and_each_jobs_cost(
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text("run: r\n")
-    paths = {"data": "data", "results": "results", "reports": "reports"}
+    paths = {"data": "data", "results": "results/{run}", "reports": "reports", "logs": "logs/{run}"}
     cfg = {"run": "r", "seed": 0, "device": "cpu", "threads": 1, "paths": paths}
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    folder = tmp_path / "logs" / "benchmarks" / "r"
+    folder = tmp_path / "logs" / "r" / "benchmarks"
     for job, row in (
         ("extract/ds/m", "12.5\t0:00:12\t812.3\t2000\t700\t750\t1\t2\t95.0\t11.9\n"),
         ("evaluate/ssl/ds/m", "1.25\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n"),
@@ -696,8 +696,8 @@ def test_provenance_records_dvc_lock_and_each_jobs_cost(
         (folder / f"{job}.tsv").write_text(header + row)
     (folder / "report").mkdir()
     (folder / "report" / "r.tsv").write_text("")  # a job killed before its numbers were written
-    (tmp_path / "logs" / "benchmarks" / "other" / "x").mkdir(parents=True)  # another run's
-    (tmp_path / "logs" / "benchmarks" / "other" / "x" / "y.tsv").write_text(header + "1\t0\t1\n")
+    (tmp_path / "logs" / "other" / "benchmarks" / "x").mkdir(parents=True)  # another run's
+    (tmp_path / "logs" / "other" / "benchmarks" / "x" / "y.tsv").write_text(header + "1\t0\t1\n")
     origin = provenance(cfg, config)
     assert origin["dvc_lock_sha256"] is None  # no dvc.lock here
     assert origin["jobs"] == [

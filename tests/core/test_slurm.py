@@ -125,7 +125,7 @@ def test_the_dag_runs_on_slurm_survives_a_scancel_and_equals_a_local_run(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    checkpoint = ws / "results/models/ssl/miniworld/resnet-mini/.resume/checkpoint.pt"
+    checkpoint = ws / "results/tiny-ssl/models/ssl/miniworld/resnet-mini/.resume/checkpoint.pt"
     cancelled = None
     try:
         deadline = time.monotonic() + 600
@@ -151,7 +151,7 @@ def test_the_dag_runs_on_slurm_survives_a_scancel_and_equals_a_local_run(
 
     text = (tmp_path / "snakemake-slurm.log").read_text()
     assert "slurm" in text.lower() and f"SLURM jobid {cancelled}" in text
-    finetune_log = (ws / "logs/finetune/ssl/miniworld/resnet-mini.log").read_text()
+    finetune_log = (ws / "logs/tiny-ssl/finetune/ssl/miniworld/resnet-mini.log").read_text()
     assert "resumed after epoch" in finetune_log  # the retry went on from the checkpoint
     assert (ws / "logs/slurm/rule_report").is_dir()  # job logs kept, successful ones too
 

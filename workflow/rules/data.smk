@@ -7,7 +7,7 @@ rule download:
     log:
         L.log("download", "{dataset}"),
     benchmark:
-        L.benchmark(RUN, "download", "{dataset}"),
+        L.benchmark("download", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
@@ -26,7 +26,7 @@ rule prepare:
     log:
         L.log("prepare", "{dataset}"),
     benchmark:
-        L.benchmark(RUN, "prepare", "{dataset}"),
+        L.benchmark("prepare", "{dataset}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:
@@ -43,7 +43,7 @@ rule weights:
     log:
         L.log("weights", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "weights", "{backbone}"),
+        L.benchmark("weights", "{backbone}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

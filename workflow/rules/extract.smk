@@ -14,7 +14,7 @@ rule extract:
     log:
         L.log("extract", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "extract", "{dataset}", "{model}"),
+        L.benchmark("extract", "{dataset}", "{model}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

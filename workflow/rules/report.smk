@@ -35,7 +35,7 @@ rule report:
     log:
         L.log("report", "{run}"),
     benchmark:
-        L.benchmark(RUN, "report", "{run}"),
+        L.benchmark("report", "{run}"),
     conda:
         "../../envs/matchbench.yaml"
     shell:

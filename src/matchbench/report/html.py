@@ -224,7 +224,7 @@ def _job_costs(jobs: list[dict[str, Any]]) -> str:
     """Each job's wall time and peak memory, from Snakemake's benchmark files."""
     if not jobs:
         return _note(
-            "No job timings: Snakemake's benchmark files (logs/benchmarks/<run>/) are absent, "
+            "No job timings: Snakemake's benchmark files (logs/<run>/benchmarks/) are absent, "
             "as after dvc repro."
         )
 
@@ -240,7 +240,7 @@ def _job_costs(jobs: list[dict[str, Any]]) -> str:
     return (
         f"<h3>Time and memory per job</h3>\n<p>{len(jobs)} jobs, {total:.0f} s of wall time "
         "in all (jobs run in parallel overlap). From Snakemake's <code>benchmark:</code> files "
-        "(<code>logs/benchmarks/</code>): peak resident memory of the job's processes, sampled "
+        "(<code>logs/&lt;run&gt;/benchmarks/</code>): peak resident memory of the job's processes, sampled "
         "every 0.5 s for its first 15 s and every 30 s after, so a short peak can be missed.</p>\n"
         '<table class="costs">\n<tr><th>job</th><th>wall time (s)</th>'
         f"<th>peak memory (MB)</th></tr>\n{rows}\n</table>"

@@ -91,7 +91,7 @@ def _number(text: str) -> float | None:
 
 def job_costs(folder: Path) -> list[dict[str, Any]]:
     """Wall time (s) and peak resident memory (MB) of each job, from the ``benchmark:`` files
-    Snakemake wrote under ``folder`` (``logs/benchmarks/<run>/``; none when the jobs ran
+    Snakemake wrote under ``folder`` (``<logs>/benchmarks/``; none when the jobs ran
     under ``dvc repro``, which runs the commands without Snakemake)."""
     costs = []
     for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
@@ -122,5 +122,5 @@ def provenance(cfg: dict[str, Any], config: str | Path) -> dict[str, Any]:
         "device": cfg["device"],
         "threads": cfg["threads"],
         "versions": versions(),
-        "jobs": job_costs(Path(Layout.of(cfg).benchmarks(cfg["run"]))),
+        "jobs": job_costs(Path(Layout.of(cfg).benchmarks())),
     }

@@ -28,7 +28,7 @@ rule prepare_captions:
     log:
         L.log("prepare", "{dataset}"),
     benchmark:
-        L.benchmark(RUN, "prepare", "{dataset}"),
+        L.benchmark("prepare", "{dataset}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -52,7 +52,7 @@ rule finetune_text_mlm:
     log:
         L.log("finetune", MLM, "{dataset}", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "finetune", MLM, "{dataset}", "{backbone}"),
+        L.benchmark("finetune", MLM, "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -79,7 +79,7 @@ rule finetune_clip:
     log:
         L.log("finetune", "{recipe}", "{dataset}", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "finetune", "{recipe}", "{dataset}", "{backbone}"),
+        L.benchmark("finetune", "{recipe}", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -102,7 +102,7 @@ rule evaluate_compose:
     log:
         L.log("evaluate", "compose", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "evaluate", "compose", "{dataset}", "{model}"),
+        L.benchmark("evaluate", "compose", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:

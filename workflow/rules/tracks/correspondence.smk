@@ -34,7 +34,7 @@ rule prepare_pairs:
     log:
         L.log("prepare", "{dataset}"),
     benchmark:
-        L.benchmark(RUN, "prepare", "{dataset}"),
+        L.benchmark("prepare", "{dataset}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -59,7 +59,7 @@ rule extract_dense:
     log:
         L.log("extract_dense", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "extract_dense", "{dataset}", "{model}"),
+        L.benchmark("extract_dense", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -84,7 +84,7 @@ rule finetune_correspondence:
     log:
         L.log("finetune", "correspondence", "{dataset}", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "finetune", "correspondence", "{dataset}", "{backbone}"),
+        L.benchmark("finetune", "correspondence", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -107,7 +107,7 @@ rule evaluate_correspondence:
     log:
         L.log("evaluate", "correspondence", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "evaluate", "correspondence", "{dataset}", "{model}"),
+        L.benchmark("evaluate", "correspondence", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:

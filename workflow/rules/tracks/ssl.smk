@@ -20,7 +20,7 @@ rule finetune_ssl:
     log:
         L.log("finetune", "ssl", "{dataset}", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "finetune", "ssl", "{dataset}", "{backbone}"),
+        L.benchmark("finetune", "ssl", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -41,7 +41,7 @@ rule mine:
     log:
         L.log("mine", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "mine", "{dataset}", "{model}"),
+        L.benchmark("mine", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -66,7 +66,7 @@ rule finetune_ssl_spp:
     log:
         L.log("finetune", "ssl-spp", "{dataset}", "{backbone}"),
     benchmark:
-        L.benchmark(RUN, "finetune", "ssl-spp", "{dataset}", "{backbone}"),
+        L.benchmark("finetune", "ssl-spp", "{dataset}", "{backbone}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
@@ -87,7 +87,7 @@ rule evaluate_ssl:
     log:
         L.log("evaluate", "ssl", "{dataset}", "{model}"),
     benchmark:
-        L.benchmark(RUN, "evaluate", "ssl", "{dataset}", "{model}"),
+        L.benchmark("evaluate", "ssl", "{dataset}", "{model}"),
     conda:
         "../../../envs/matchbench.yaml"
     shell:
