@@ -506,3 +506,15 @@ def test_ssl_moco_queue_trains_and_is_deterministic(world, tmp_path):
     assert (a / "model.safetensors").read_bytes() != (
         tmp_path / "c" / "model.safetensors"
     ).read_bytes()
+
+
+def test_dvc_summary_holds_the_headline_metrics_under_keys_unique_to_the_file() -> None:
+    from matchbench.stages.evaluate import headline
+
+    def m(v: float) -> dict[str, Any]:
+        return {"value": v, "ci_low": v, "ci_high": v, "n": 3}
+
+    doc = {"dataset": "d", "model": "b+r", "metrics": {"a": m(0.1), "b": m(0.2), "c": m(0.3)}}
+    assert headline(doc, ("c", "a", "zz")) == {"d": {"b+r": {"c": 0.3, "a": 0.1}}}
+    # A document with none of the track's headline metrics shows all of its own.
+    assert headline(doc, ("zz",)) == {"d": {"b+r": {"a": 0.1, "b": 0.2, "c": 0.3}}}

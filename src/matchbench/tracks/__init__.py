@@ -44,7 +44,7 @@ class Recipe:
     ``train`` names ``train(cfg, dataset, backbone, out, *, pairs) -> str`` (a one-line summary),
     which writes ``model.safetensors``, ``train_log.csv`` (exactly ``log_columns``) and
     ``config.json`` into ``out``. ``plot_columns`` are the log columns drawn as learning curves
-    (the report and ``dvc plots``), against ``epoch``.
+    (by the report, whose figures are also `dvc plots`), against ``epoch``.
     """
 
     name: str
