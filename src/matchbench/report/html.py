@@ -240,8 +240,9 @@ def _job_costs(jobs: list[dict[str, Any]]) -> str:
     return (
         f"<h3>Time and memory per job</h3>\n<p>{len(jobs)} jobs, {total:.0f} s of wall time "
         "in all (jobs run in parallel overlap). From Snakemake's <code>benchmark:</code> files "
-        "(<code>logs/&lt;run&gt;/benchmarks/</code>): peak resident memory of the job's processes, sampled "
-        "every 0.5 s for its first 15 s and every 30 s after, so a short peak can be missed.</p>\n"
+        "(<code>logs/&lt;run&gt;/benchmarks/</code>): peak resident memory of the job's "
+        "processes, sampled every 0.5 s for its first 15 s and every 30 s after, so a short "
+        "peak can be missed.</p>\n"
         '<table class="costs">\n<tr><th>job</th><th>wall time (s)</th>'
         f"<th>peak memory (MB)</th></tr>\n{rows}\n</table>"
     )

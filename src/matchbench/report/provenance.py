@@ -114,7 +114,7 @@ def provenance(cfg: dict[str, Any], config: str | Path) -> dict[str, Any]:
     return {
         "command": reproduce_command(config, cfg["threads"]),
         "config": str(config),
-        "config_sha256": hashlib.sha256(Path(config).read_bytes()).hexdigest(),
+        "config_sha256": file_sha256(Path(config)),
         "dvc_lock_sha256": file_sha256(Path("dvc.lock")),
         "git": git_commit(),
         "run": cfg["run"],
