@@ -45,6 +45,12 @@ def split_model(name: str) -> tuple[str, str | None]:
     return backbone, (recipe or None)
 
 
+def backbone_of(name: str) -> str:
+    """The backbone of any model name a task evaluates: ``<backbone>[+<recipe>][@<method>]``
+    (a task may suffix ``@<method>``: the cir track's methods on a frozen model)."""
+    return split_model(name.partition("@")[0])[0]
+
+
 @dataclass(frozen=True)
 class Layout:
     data: str = "data"

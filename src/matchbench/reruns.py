@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from matchbench.cli import COMMANDS
-from matchbench.layout import split_model
+from matchbench.layout import backbone_of
 
 PACKAGE_ROOT = Path(__file__).resolve().parent  # src/matchbench
 SOURCE_ROOT = PACKAGE_ROOT.parent  # src/
@@ -129,7 +129,7 @@ def job_reads(
     elif stage == "weights":
         keys.append(f"backbones.{opts['backbone']}")
     elif stage == "extract":
-        keys += [f"backbones.{split_model(opts['model'])[0]}", "extract", *RUNTIME_KEYS]
+        keys += [f"backbones.{backbone_of(opts['model'])}", "extract", *RUNTIME_KEYS]
         if opts.get("dense"):
             modules.append(_module_of(feature_kinds()["dense"]))
             track = next(t for t in tasks().values() if dict(t.features).get("dense"))
@@ -138,11 +138,12 @@ def job_reads(
     elif stage == "finetune":
         track, recipe = find_recipe(opts["recipe"])
         modules.append(_module_of(recipe.train))
-        keys += [f"backbones.{opts['backbone']}", *RUNTIME_KEYS]
+        # A recipe may train on a trained model (cir's mappings on `<backbone>+<recipe>`).
+        keys += [f"backbones.{backbone_of(opts['backbone'])}", *RUNTIME_KEYS]
     elif stage == "evaluate":
         track = tasks()[opts["task"]]
         modules.append(_module_of(track.evaluate))
-        keys += [f"backbones.{split_model(opts['model'])[0]}", *RUNTIME_KEYS]
+        keys += [f"backbones.{backbone_of(opts['model'])}", *RUNTIME_KEYS]
     elif stage == "report":
         from matchbench.tracks import enabled
 

@@ -84,7 +84,9 @@ class Encoder:
         """Token ids (N, context_length) of ``texts``, truncated to the context."""
         raise self._no_text()
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text(
+        self, tokens: torch.Tensor, embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Global text features (N, dim) of tokenized texts; not L2-normalised."""
         raise self._no_text()
 
@@ -229,15 +231,23 @@ class OpenClipEncoder(Encoder):
             self._tokenizer = open_clip.get_tokenizer(self.arch, context_length=self.context_length)
         return self._tokenizer(list(texts))
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text(
+        self, tokens: torch.Tensor, embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Global text features (N, dim) of tokenized texts; not L2-normalised.
+
+        ``embeddings`` (N, L, width), when given, replace the token embeddings that ``tokens``
+        would look up (a pseudo-word's vector in place of a placeholder token); ``tokens``
+        still say where each text ends (the pooled position). Needs the built-in text
+        transformer."""
         self._check_text()
-        if not self.text_bidirectional:
+        if embeddings is None and not self.text_bidirectional:
             return self.module.encode_text(tokens, normalize=False)
         from open_clip.transformer import text_global_pool
 
         module = self.module
         x = text_global_pool(
-            self.text_tokens(tokens),
+            self.text_tokens(tokens, embeddings),
             tokens,
             module.text_pool_type,
             eos_token_id=getattr(module, "text_eos_id", None),
@@ -246,6 +256,15 @@ class OpenClipEncoder(Encoder):
         if proj is None:
             return x
         return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The input embeddings (N, L, width) the text transformer looks up for ``tokens``."""
+        return self._builtin_text().token_embedding(tokens)
+
+    @property
+    def text_width(self) -> int:
+        """The width of the text transformer's token embeddings."""
+        return int(self._builtin_text().token_embedding.embedding_dim)
 
     # A built-in open_clip text transformer (``CLIP``: token_embedding, transformer, ln_final at
     # the top level) can run causal (as trained by CLIP) or bidirectional. open_clip's
@@ -278,11 +297,21 @@ class OpenClipEncoder(Encoder):
         mask = torch.full((n, n), float("-inf"), device=module.positional_embedding.device)
         module.attn_mask = mask.triu_(1)
 
-    def text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Per-token outputs (N, L, width) of the text transformer, after ``ln_final``."""
+    def text_tokens(
+        self, tokens: torch.Tensor, embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-token outputs (N, L, width) of the text transformer, after ``ln_final``
+        (``embeddings``: as in :meth:`encode_text`)."""
         module = self._builtin_text()
         cast = module.transformer.get_cast_dtype()
-        x = module.token_embedding(tokens).to(cast) + module.positional_embedding.to(cast)
+        if embeddings is None:
+            embeddings = module.token_embedding(tokens)
+        elif embeddings.shape != (*tokens.shape, module.token_embedding.embedding_dim):
+            raise MatchbenchError(
+                f"backbone {self.name!r}: token embeddings of shape {tuple(embeddings.shape)} for "
+                f"tokens of shape {tuple(tokens.shape)}"
+            )
+        x = embeddings.to(cast) + module.positional_embedding.to(cast)
         mask = module.attn_mask
         if mask is None:  # bidirectional: keys after the end-of-text token are padding
             n, length = tokens.shape

@@ -114,7 +114,8 @@ def _metric_rows(d: MetricsDoc) -> list[dict[str, Any]]:
 
 def gather_train_logs(docs: Iterable[MetricsDoc]) -> pd.DataFrame:
     """The training logs the documents name, as a long table (dataset, model, epoch, series,
-    value); the series are the recipe's ``plot_columns`` (``matchbench.tracks.recipes()``).
+    value); the series are the recipe's ``plot_columns`` (``matchbench.tracks.recipes()``), the
+    recipe named by the model (``<backbone>+<recipe>``) or by the document's ``extra.recipe``.
 
     Documents of several tasks may name one model's log: it is read once.
     """
@@ -135,7 +136,9 @@ def gather_train_logs(docs: Iterable[MetricsDoc]) -> pd.DataFrame:
                 )
             continue
         owner[key] = path
-        recipe = split_model(d.model)[1]
+        # A task whose model names do not end in the recipe (cir's <model>@<method>) names
+        # the log's recipe in extra.recipe.
+        recipe = d.doc.get("extra", {}).get("recipe") or split_model(d.model)[1]
         try:
             declared = find_recipe(recipe or "")[1]
             series = list(declared.plot_columns)

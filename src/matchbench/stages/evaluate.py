@@ -16,9 +16,10 @@ from typing import Any
 
 from matchbench.config import add_config_argument, load_config
 from matchbench.documents import validate_document
+from matchbench.errors import MatchbenchError
 from matchbench.io import write_json
 from matchbench.layout import Layout, split_model
-from matchbench.tracks import tasks
+from matchbench.tracks import Track, find_recipe, tasks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +55,16 @@ def headline(doc: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {doc["dataset"]: {doc["model"]: values}}
 
 
+def own_recipe(track: Track, name: str) -> bool:
+    """Whether ``name`` is a recipe of ``track`` (a task evaluates models of its own recipes;
+    the cir task's ``<model>@<method>`` names another track's model, whose log is not this
+    evaluation's)."""
+    try:
+        return find_recipe(name)[0] is track
+    except MatchbenchError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     layout = Layout.of(cfg)
@@ -66,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     doc = track.fn("evaluate")(cfg, args)
     backbone, recipe = split_model(args.model)
     artifacts = doc.get("artifacts", {})
-    if recipe is not None and "train_log" not in artifacts:
+    if recipe is not None and "train_log" not in artifacts and own_recipe(track, recipe):
         # The training log of a fine-tuned model, for its learning curves (a task whose models
         # train on another dataset names it itself).
         log = layout.model(recipe, args.dataset, backbone, "train_log.csv")

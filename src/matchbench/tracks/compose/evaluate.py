@@ -46,7 +46,7 @@ from matchbench.data.formats import aro
 from matchbench.errors import MatchbenchError
 from matchbench.images import IndexedImages, read_index
 from matchbench.layout import Layout, split_model
-from matchbench.metrics import per_category, summarise, target_rank
+from matchbench.metrics import macro_summary, per_category, summarise, target_rank
 from matchbench.models.backbones import load_model
 from matchbench.runtime import Runtime, embed, start
 from matchbench.tracks.compose.text import (
@@ -90,37 +90,6 @@ def pair_correct(pos: ArrayLike, neg: ArrayLike) -> np.ndarray:
     if np.isnan(p).any() or np.isnan(n).any():
         raise MatchbenchError("pair scores: NaN among the scores")
     return p > n
-
-
-def macro_summary(
-    values: ArrayLike, groups: ArrayLike, n_boot: int, seed: int, confidence: float = 0.95
-) -> dict[str, Any]:
-    """The plain mean of per-group means, with a percentile bootstrap stratified by group.
-
-    Each draw resamples every group's items with replacement (its size kept), in sorted group
-    order from one ``np.random.default_rng(seed)`` stream; the statistic is the mean of the
-    resampled group means. ``n`` is the number of items.
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    g = np.asarray(groups).ravel()
-    if v.size == 0 or v.shape != g.shape:
-        raise MatchbenchError(f"macro average: expected equal non-empty vectors, got {v.shape}")
-    if n_boot < 1:
-        raise MatchbenchError(f"macro average: n_boot must be >= 1, got {n_boot}")
-    names = sorted(set(g.tolist()))
-    rng = np.random.default_rng(seed)
-    stats = np.zeros(n_boot, dtype=np.float64)
-    means = []
-    for name in names:
-        x = v[g == name]
-        means.append(x.mean())
-        rows = max(1, (1 << 22) // x.size)  # bound the (draws x items) temporary
-        for s in range(0, n_boot, rows):
-            idx = rng.integers(0, x.size, size=(min(rows, n_boot - s), x.size))
-            stats[s : s + idx.shape[0]] += x[idx].mean(axis=1)
-    stats /= len(names)
-    lo, hi = np.percentile(stats, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return {"value": float(np.mean(means)), "ci_low": float(lo), "ci_high": float(hi), "n": v.size}
 
 
 def aro_relation_groups(
