@@ -326,7 +326,8 @@ def test_track_naming_unknown_dataset(raw):
     raw["tracks"]["ssl"]["dataset"] = "miniwrld"
     msg = error_of(raw)
     assert (
-        "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl)" in msg
+        "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl, mini-cirr, mini-triplets)"
+        in msg
     )
 
 

@@ -91,6 +91,9 @@ def test_every_stage_runs_the_command_snakemake_runs(
 SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
 CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
 COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-hn")))
+CIR_MODELS = tuple(
+    f"clip-mini+clip-rich@{m}" for m in ("image", "text", "sum", "pic2word", "lincir", "two-stage")
+)
 
 
 def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
@@ -102,6 +105,11 @@ def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
         [f"results/demo/summary/ssl/miniworld/{m}.json" for m in SSL_MODELS]
         + [f"results/demo/summary/correspondence/mini-spair/{m}.json" for m in CORR_MODELS]
         + [f"results/demo/summary/compose/mini-vl/{m}.json" for m in COMPOSE_MODELS]
+        + [
+            f"results/demo/summary/cir/{d}/{m}.json"
+            for d in ("mini-cirr", "mini-circo", "mini-fiq")
+            for m in CIR_MODELS
+        ]
     )
     outs = {o for s in stages.values() for o in s.get("outs", [])}
     assert "results/demo/metrics/ssl/miniworld/resnet-mini+ssl.json" in outs

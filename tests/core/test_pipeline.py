@@ -89,13 +89,19 @@ def test_report_is_written(workspace: Path) -> None:
     assert set(compose["model"]) == {"clip-mini", *variants}
     for m in ("sugarcrepe_avg", "aro_relation", "aro_attribution", "t2i_r@1"):
         assert set(compose.loc[compose["metric"] == m, "model"]) == {"clip-mini", *variants}, m
-    assert set(table["task"]) == {"ssl", "correspondence", "compose"}
+    cir = table[table["task"] == "cir"]
+    methods = ("image", "text", "sum", "pic2word", "lincir", "two-stage")
+    assert set(cir["model"]) == {f"clip-mini+clip-rich@{m}" for m in methods}
+    for m in ("recall@1", "recall@50", "recall_subset@3"):
+        assert len(cir[cir["metric"] == m]) == len(methods), m
+    assert set(table["task"]) == {"ssl", "correspondence", "compose", "cir"}
     assert table["value"].between(0, 1).all()
     for figure in (
         "pck_curves",
         "finetuned_vs_frozen",
         "transfers_mini-spair",
         "sugarcrepe_categories_mini-vl",
+        "cir_examples_mini-cirr",
     ):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
     # Each job's time and peak memory, from the benchmark files Snakemake wrote for this run
@@ -133,6 +139,38 @@ def planned_jobs(workspace: Path, configfile: str) -> dict[str, int]:
 def test_an_unchanged_config_under_another_name_reruns_nothing(workspace: Path) -> None:
     shutil.copy2(workspace / TINY, workspace / "tiny_copy.yaml")
     assert planned_jobs(workspace, "tiny_copy.yaml") == {}
+
+
+def test_cir_submissions_score_against_the_held_ground_truth(workspace: Path) -> None:
+    """The test-server files evaluate writes for CIRR's hidden test1 split are what the server
+    reads: `matchbench score` scores them against the mini-world's held ground truth, and a
+    trained method's rankings score as its document says they rank."""
+    model = "clip-mini+clip-rich@two-stage"
+    side = workspace / f"results/tiny/metrics/cir/mini-cirr/{model}.submission"
+    files = json.loads((side / "index.json").read_text())["files"]
+    assert files == ["cirr_test1_recall.json", "cirr_test1_recall_subset.json"]
+    recall = json.loads((side / files[0]).read_text())
+    assert recall["version"] == "rc2" and recall["metric"] == "recall"
+    assert len(recall) == 2 + 4 and all(
+        len(v) == 50 for k, v in recall.items() if k not in ("version", "metric")
+    )
+    out = workspace / "scored.json"
+    run(
+        [
+            "matchbench", "score", "--benchmark", "cirr", "--split", "test1",
+            "--annotations", "data/tiny/raw/mini-cirr/cirr/server",
+            "--predictions", *(str(side / f) for f in files),
+            "--model", model, "--out", str(out),
+        ],
+        workspace,
+    )  # fmt: skip
+    scored = json.loads(out.read_text())
+    assert scored["extra"]["queries"] == 4
+    assert {"recall@50", "recall_subset@3"} <= set(scored["metrics"])
+    assert (
+        scored["metrics"]["recall_subset@3"]["value"]
+        >= scored["metrics"]["recall_subset@1"]["value"]
+    )
 
 
 def test_one_training_key_reruns_only_its_track(workspace: Path) -> None:

@@ -27,7 +27,7 @@ import yaml
 from matchbench.errors import MatchbenchError, did_you_mean
 
 # The registry. Adding a track is one folder, one rules file, and one name here.
-NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose")
+NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose", "cir")
 
 
 def load_object(ref: str) -> Any:
