@@ -255,3 +255,17 @@ def test_the_cli_killed_with_sigkill_resumes_to_the_same_bytes(
     whole = tmp_path / "whole"
     subprocess.run(finetune(whole), env=env, check=True, capture_output=True)
     assert outputs(killed) == outputs(whole)
+
+
+def test_seeding_turns_on_deterministic_algorithms_without_loading_inductor() -> None:
+    """Every job seeds through runtime.seed_everything: deterministic kernels (warn-only), and
+    not the public call's import of torch._inductor, which costs seconds in every job."""
+    code = (
+        "import sys, torch\n"
+        "from matchbench.runtime import seed_everything\n"
+        "seed_everything(0)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "assert 'torch._inductor' not in sys.modules, 'inductor was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
