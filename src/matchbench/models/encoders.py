@@ -311,9 +311,15 @@ class OpenClipEncoder(Encoder):
                 f"backbone {self.name!r}: token embeddings of shape {tuple(embeddings.shape)} for "
                 f"tokens of shape {tuple(tokens.shape)}"
             )
-        x = embeddings.to(cast) + module.positional_embedding.to(cast)
+        # Tokens may stop short of the context (cut after the longest text's end-of-text
+        # token): the causal mask never lets a kept position see the cut ones, and the
+        # bidirectional one masks them as padding, so the outputs are those of the full row.
+        length = tokens.shape[1]
+        x = embeddings.to(cast) + module.positional_embedding[:length].to(cast)
         mask = module.attn_mask
-        if mask is None:  # bidirectional: keys after the end-of-text token are padding
+        if mask is not None:
+            mask = mask[:length, :length]
+        else:  # bidirectional: keys after the end-of-text token are padding
             n, length = tokens.shape
             pad = torch.arange(length, device=tokens.device)[None, :] > tokens.argmax(-1)[:, None]
             mask = torch.zeros(n, length, length, dtype=x.dtype, device=x.device)

@@ -132,6 +132,7 @@ class Composer(nn.Module):
         """L2-normalised composed features (N, D) of L2-normalised reference features ``image``
         (N, D) and prompts ``tokens`` (N, L) whose placeholder positions are ``slots``."""
         word = self.mapping(image)
+        tokens, slots = trim(tokens, slots)
         emb = encoder.token_embeddings(tokens)
         emb = torch.where(slots[..., None], word[:, None, :].to(emb.dtype), emb)
         with self.installed(encoder):
@@ -178,6 +179,14 @@ class Composer(nn.Module):
 
 
 # --------------------------------------------------------------------------- prompts
+
+
+def trim(tokens: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Tokens (and aligned tensors) cut after the batch's last end-of-text token (the largest
+    id, CLIP's pooled position): the padding after it changes no output and costs most of the
+    text tower's time on short prompts."""
+    length = int(tokens.argmax(-1).max()) + 1
+    return tuple(t[:, :length] for t in (tokens, *others))
 
 
 def placeholder_id(encoder: OpenClipEncoder) -> int:

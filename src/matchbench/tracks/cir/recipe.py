@@ -54,6 +54,7 @@ from matchbench.tracks.cir.composer import (
     mask_keywords,
     placeholder_id,
     prompt_tokens,
+    trim,
 )
 from matchbench.tracks.cir.methods import (
     LINCIR,
@@ -363,9 +364,10 @@ def train_lincir(
         scale = torch.rand(len(idx), 1, generator=rt.generator) * lc["noise"] / dim**0.5
         noise = torch.randn(c.shape, generator=rt.generator) * scale
         word = composer.mapping(c + noise.to(c.device))
-        emb = encoder.token_embeddings(tokens[idx])
-        emb = torch.where(slots[idx][..., None], word[:, None, :].to(emb.dtype), emb)
-        t = F.normalize(encoder.encode_text(tokens[idx], emb).float(), dim=1)
+        tok, slot = trim(tokens[idx], slots[idx])
+        emb = encoder.token_embeddings(tok)
+        emb = torch.where(slot[..., None], word[:, None, :].to(emb.dtype), emb)
+        t = F.normalize(encoder.encode_text(tok, emb).float(), dim=1)
         cos = (t * c).sum(1)
         return (1 - cos).mean(), {"cosine": float(cos.mean())}
 
