@@ -33,6 +33,44 @@ def check_image(path: Path) -> tuple[int, int]:
         ) from None
 
 
+class ImageRows:
+    """The ``images.parquet`` rows of a task dataset's images (no class, label or instance):
+    one per id, each file decoded once; a track's ``prepare`` adds them as its readers meet
+    them, relative to ``out_dir``."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def add(self, image_id: str, path: Path, split: str, source: str | Path) -> str:
+        """Index ``path`` as ``image_id`` (again: the same file, or an error naming ``source``)."""
+        row = self.rows.get(image_id)
+        rel = os.path.relpath(path, self.out_dir)
+        if row is None:
+            if not path.is_file():
+                raise MatchbenchError(f"{source}: image {image_id!r}: {path} not found")
+            width, height = check_image(path)
+            self.rows[image_id] = {
+                "id": image_id,
+                "path": rel,
+                "split": split,
+                "class": "",
+                "label": -1,
+                "instance": "",
+                "width": width,
+                "height": height,
+            }
+        elif row["path"] != rel:
+            raise MatchbenchError(f"{source}: image id {image_id!r} names two files")
+        return image_id
+
+    def frame(self) -> pd.DataFrame:
+        """The rows by id, with the index's columns and dtypes."""
+        return pd.DataFrame(
+            [self.rows[k] for k in sorted(self.rows)], columns=INDEX_COLUMNS
+        ).astype({"label": "int64", "width": "int64", "height": "int64"})
+
+
 def index_image_folder(root: Path, base: Path) -> pd.DataFrame:
     """Index ``root/<split>/<class>/*``; paths are written relative to ``base``."""
     if not root.is_dir():

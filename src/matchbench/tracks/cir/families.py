@@ -16,7 +16,6 @@ it, under ``<benchmark>/server/``, which ``prepare`` never reads: the root for
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from matchbench.data import INDEX_COLUMNS, options_object, register_family, resolve_options
+from matchbench.data import options_object, register_family, resolve_options
 from matchbench.data.download import DOWNLOAD_OPTIONS, DOWNLOADS_DIR, fetch
 from matchbench.data.formats import circo, cirr, fashioniq
-from matchbench.data.imagefolder import check_image
+from matchbench.data.imagefolder import ImageRows
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, read_json, write_json, write_parquet
 from matchbench.tracks.cir.tables import (
@@ -89,30 +88,12 @@ class CIRTables:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.images: dict[str, dict[str, Any]] = {}
+        self.images = ImageRows(out_dir)
         self.queries: list[dict[str, Any]] = []
         self.gallery: list[dict[str, str]] = []
 
     def image(self, image_id: str, path: Path, split: str, source: str | Path) -> str:
-        row = self.images.get(image_id)
-        rel = os.path.relpath(path, self.out_dir)
-        if row is None:
-            if not path.is_file():
-                raise MatchbenchError(f"{source}: image {image_id!r}: {path} not found")
-            width, height = check_image(path)
-            self.images[image_id] = {
-                "id": image_id,
-                "path": rel,
-                "split": split,
-                "class": "",
-                "label": -1,
-                "instance": "",
-                "width": width,
-                "height": height,
-            }
-        elif row["path"] != rel:
-            raise MatchbenchError(f"{source}: image id {image_id!r} names two files")
-        return image_id
+        return self.images.add(image_id, path, split, source)
 
     def add_gallery(self, name: str, images: list[str]) -> None:
         self.gallery.extend({"gallery": name, "image": i} for i in images)
@@ -131,9 +112,7 @@ class CIRTables:
         if len(set(ids)) != len(ids):
             dup = next(i for k, i in enumerate(ids) if i in ids[:k])
             raise MatchbenchError(f"{self.out_dir}: query id {dup!r} appears twice")
-        index = pd.DataFrame(
-            [self.images[k] for k in sorted(self.images)], columns=INDEX_COLUMNS
-        ).astype({"label": "int64", "width": "int64", "height": "int64"})
+        index = self.images.frame()
         queries = pd.DataFrame(self.queries, columns=QUERY_COLUMNS)
         scalar = [c for c in QUERY_COLUMNS if c not in LIST_COLUMNS]
         queries[scalar] = queries[scalar].astype(str)

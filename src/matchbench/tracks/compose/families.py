@@ -20,7 +20,6 @@ and is then prepared by the same code as the real downloads.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from matchbench.data import INDEX_COLUMNS, options_object, register_family, resolve_options
+from matchbench.data import options_object, register_family, resolve_options
 from matchbench.data.download import DOWNLOAD_OPTIONS, DOWNLOADS_DIR, fetch
 from matchbench.data.formats import aro, coco_captions, docci, sugarcrepe
-from matchbench.data.imagefolder import check_image
+from matchbench.data.imagefolder import ImageRows
 from matchbench.data.synth.world import CATEGORIES, TEXTURES
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_parquet
@@ -103,37 +102,20 @@ class Tables:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.images: dict[str, dict[str, Any]] = {}
+        self.images = ImageRows(out_dir)
         self.captions: list[dict[str, str]] = []
         self.pairs: list[dict[str, str]] = []
 
     def image(self, image_id: str, path: Path, split: str, source: str | Path) -> str:
-        row = self.images.get(image_id)
-        if row is None:
-            width, height = check_image(path)
-            self.images[image_id] = {
-                "id": image_id,
-                "path": os.path.relpath(path, self.out_dir),
-                "split": split,
-                "class": "",
-                "label": -1,
-                "instance": "",
-                "width": width,
-                "height": height,
-            }
-        elif row["path"] != os.path.relpath(path, self.out_dir):
-            raise MatchbenchError(f"{source}: image id {image_id!r} names two files")
-        return image_id
+        return self.images.add(image_id, path, split, source)
 
     def write(self) -> None:
-        if not self.images:
+        if not self.images.rows:
             raise MatchbenchError(f"{self.out_dir}: no image to index")
         ids = [p["id"] for p in self.pairs]
         if len(set(ids)) != len(ids):
             raise MatchbenchError(f"{self.out_dir}: caption pair ids are not unique")
-        index = pd.DataFrame(
-            [self.images[k] for k in sorted(self.images)], columns=INDEX_COLUMNS
-        ).astype({"label": "int64", "width": "int64", "height": "int64"})
+        index = self.images.frame()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(self.out_dir / "images.parquet", index)
         write_parquet(
