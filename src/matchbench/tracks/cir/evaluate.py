@@ -24,6 +24,7 @@ members) files, CIRCO's ``{id: [50 ids]}``. ``matchbench score`` reads the same 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,15 @@ def _scores(qf: np.ndarray, feats: np.ndarray, g: Gallery) -> np.ndarray:
     return qf @ feats[g.rows].T
 
 
+def by_gallery(
+    q: pd.DataFrame, qf: np.ndarray, feats: np.ndarray, galleries: dict[str, Gallery]
+) -> Iterator[tuple[np.ndarray, pd.DataFrame, Gallery, np.ndarray]]:
+    """Per gallery: the queries' rows, those queries, the gallery, and their scores over it."""
+    for name, rows in q.groupby("gallery").indices.items():
+        g = galleries[name]
+        yield rows, q.iloc[rows], g, _scores(qf[rows], feats, g)
+
+
 def cirr_metrics(
     q: pd.DataFrame,
     qf: np.ndarray,
@@ -145,10 +155,7 @@ def cirr_metrics(
     """CIRR's recalls, and each query's rank (for the record)."""
     ranks = np.zeros(len(q), dtype=np.int64)
     sub = np.zeros(len(q), dtype=np.int64)
-    for name, rows in q.groupby("gallery").indices.items():
-        g = galleries[name]
-        s = _scores(qf[rows], feats, g)
-        part = q.iloc[rows]
+    for rows, part, g, s in by_gallery(q, qf, feats, galleries):
         t = np.array([g.pos[x[0]] for x in part["targets"]])
         ref = np.array([g.pos[x] for x in part["reference"]])
         ranks[rows] = target_rank(s, t, exclude=ref)
@@ -170,13 +177,11 @@ def circo_metrics(
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], np.ndarray]:
     ap = {k: np.zeros(len(q)) for k in CIRCO_KS}
-    for name, rows in q.groupby("gallery").indices.items():
-        g = galleries[name]
-        s = _scores(qf[rows], feats, g)
+    for rows, part, g, s in by_gallery(q, qf, feats, galleries):
         rel = np.zeros(s.shape, dtype=bool)
-        for i, gt in enumerate(q["targets"].iloc[rows]):
+        for i, gt in enumerate(part["targets"]):
             rel[i, [g.pos[x] for x in gt]] = True
-        n_gt = np.array([len(set(gt)) for gt in q["targets"].iloc[rows]])
+        n_gt = np.array([len(set(gt)) for gt in part["targets"]])
         for k in CIRCO_KS:
             ap[k][rows] = average_precision_at_k(s, rel, k, n_relevant=n_gt)
     out = {f"map@{k}": summarise(ap[k], n_boot, seed) for k in CIRCO_KS}
@@ -197,10 +202,8 @@ def fashioniq_metrics(
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], np.ndarray]:
     ranks = np.zeros(len(q), dtype=np.int64)
-    for name, rows in q.groupby("gallery").indices.items():
-        g = galleries[name]
-        s = _scores(qf[rows], feats, g)
-        t = np.array([g.pos[x[0]] for x in q["targets"].iloc[rows]])
+    for rows, part, g, s in by_gallery(q, qf, feats, galleries):
+        t = np.array([g.pos[x[0]] for x in part["targets"]])
         ranks[rows] = target_rank(s, t)
     cat = q["category"].to_numpy().astype(str)
     out: dict[str, Any] = {}
