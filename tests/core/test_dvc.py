@@ -91,10 +91,15 @@ def age_outputs_downstream(ws: Path) -> None:
 
 
 def metrics(ws: Path) -> dict[str, bytes]:
+    """Every JSON file under the metrics folder: the documents and cir's test-server files."""
     return {
         p.relative_to(ws).as_posix(): p.read_bytes()
         for p in sorted((ws / "results" / "tiny" / "metrics").rglob("*.json"))
     }
+
+
+def documents(ws: Path) -> list[str]:
+    return [p for p in metrics(ws) if ".submission/" not in p]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +124,9 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Workspaces:
 
 def test_dvc_repro_reproduces_snakemake_metrics(workspaces: Workspaces) -> None:
     by_snakemake, by_dvc = metrics(workspaces.snakemake), metrics(workspaces.dvc)
-    assert len(by_snakemake) == 9  # ssl: 3 models; correspondence: 2; compose: 1 + 3 variants
+    # ssl: 3 models; correspondence: 2; compose: 1 + 3 variants; cir: 6 methods
+    assert len(documents(workspaces.snakemake)) == 15
+    assert len(by_snakemake) > 15  # and cir's submission files, compared byte for byte too
     assert by_dvc.keys() == by_snakemake.keys()
     for path in by_snakemake:
         assert by_dvc[path] == by_snakemake[path], f"{path} differs between snakemake and dvc repro"
@@ -164,8 +171,12 @@ def test_dvc_metrics_show_lists_the_headline_metrics(workspaces: Workspaces) -> 
     summaries = sorted(
         p.relative_to(ws).as_posix() for p in (ws / "results/tiny/summary").rglob("*.json")
     )
-    assert sorted(files) == summaries and len(summaries) == len(metrics(ws))
-    headline = {"ssl": ["knn_acc", "linear_acc"], "correspondence": ["pck@0.1"]}
+    assert sorted(files) == summaries and len(summaries) == len(documents(ws))
+    headline = {
+        "ssl": ["knn_acc", "linear_acc"],
+        "correspondence": ["pck@0.1"],
+        "cir": ["recall@1", "recall_subset@1", "recall@10"],  # CIRR's (no map@10)
+    }
     for path, entry in files.items():
         # The track's headline values of the full document, under keys unique to the file.
         doc = json.loads((ws / path.replace("/summary/", "/metrics/", 1)).read_text())
