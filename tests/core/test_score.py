@@ -642,6 +642,10 @@ def test_formats_come_from_the_tracks_and_the_stage_table():
     compose = dict(get_track("compose").score_formats)
     assert set(compose) == {"sugarcrepe", "aro"}
     track |= compose
+    cir = dict(get_track("cir").score_formats)
+    assert set(cir) == {"cirr", "circo", "fashioniq"}
+    assert all(ref.startswith("matchbench.tracks.cir.score:") for ref in cir.values())
+    track |= cir
     assert score_formats() == track
     assert set(formats()) == set(FORMATS) | set(track)
     assert not set(FORMATS) & set(track)
