@@ -51,6 +51,9 @@ def backbone_of(name: str) -> str:
     return split_model(name.partition("@")[0])[0]
 
 
+PER_QUERY = "per_query.parquet"  # the side file of every evaluated document (matchbench.per_query)
+
+
 @dataclass(frozen=True)
 class Layout:
     data: str = "data"

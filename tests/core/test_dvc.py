@@ -91,15 +91,17 @@ def age_outputs_downstream(ws: Path) -> None:
 
 
 def metrics(ws: Path) -> dict[str, bytes]:
-    """Every JSON file under the metrics folder: the documents and cir's test-server files."""
+    """Every JSON and Parquet file under the metrics folder: the documents, their per-query
+    values and predictions, and cir's test-server files."""
     return {
         p.relative_to(ws).as_posix(): p.read_bytes()
-        for p in sorted((ws / "results" / "tiny" / "metrics").rglob("*.json"))
+        for p in sorted((ws / "results" / "tiny" / "metrics").rglob("*"))
+        if p.suffix in (".json", ".parquet")
     }
 
 
 def documents(ws: Path) -> list[str]:
-    return [p for p in metrics(ws) if ".submission/" not in p]
+    return [p for p in metrics(ws) if p.endswith(".json") and ".submission/" not in p]
 
 
 @pytest.fixture(scope="module")

@@ -102,8 +102,13 @@ def test_report_is_written(workspace: Path) -> None:
         "transfers_mini-spair",
         "sugarcrepe_categories_mini-vl",
         "cir_examples_mini-cirr",
+        "across_tasks",
     ):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
+    # Every track writes per-query values: the report tests its models pairwise.
+    tests = pd.read_csv(report / "paired.csv")
+    assert set(tests["task"]) == {"ssl", "correspondence", "compose", "cir"}
+    assert tests["p"].between(0, 1).all() and (tests["n"] > 0).all()
     # Each job's time and peak memory, from the benchmark files Snakemake wrote for this run
     # (the report's own is written after it).
     jobs = json.loads((report / "provenance.json").read_text())["jobs"]

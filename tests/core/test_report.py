@@ -20,6 +20,7 @@ from PIL import Image
 
 import matchbench.tracks
 from matchbench.cli import main
+from matchbench.per_query import PerQuery
 from matchbench.report.gather import gather_metrics, gather_train_logs, read_metrics_docs
 from matchbench.report.provenance import git_commit, reproduce_command
 from matchbench.tracks.ssl.report import read_pair_sample, select_pairs
@@ -260,6 +261,7 @@ def test_mining_and_published_tables(report: Path) -> None:
 def test_figures_are_valid_pngs(report: Path) -> None:
     names = sorted(p.name for p in (report / "figures").iterdir())
     assert names == [
+        "across_tasks.png",
         "bars_retrieval_cirr-mini.png",
         "bars_ssl_miniworld.png",
         "learning_curves_miniworld.png",
@@ -572,6 +574,9 @@ def test_minimal_report_needs_only_a_config_and_metrics(inputs: dict, tmp_path: 
     page = (out / "index.html").read_text()
     assert "No mined pairs" in page and "No training logs" in page
     assert sorted(p.name for p in (out / "tables").iterdir()) == [
+        "across_tasks.csv",
+        "across_tasks.md",
+        "across_tasks.tex",
         "ssl_miniworld.csv",
         "ssl_miniworld.md",
         "ssl_miniworld.tex",
@@ -600,6 +605,7 @@ def test_a_track_without_a_section_gets_the_generic_frame(
     assert '<section id="mining">' not in page
     assert '<section id="results">' in page and '<section id="learning-curves">' in page
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "across_tasks.png",  # the frame's: every track's headline metrics
         "bars_retrieval_cirr-mini.png",
         "bars_ssl_miniworld.png",
         "learning_curves_miniworld.png",  # the frame's: from any fine-tuned model's document
@@ -713,3 +719,69 @@ def test_provenance_records_dvc_lock_and_each_jobs_cost(
     assert "<td><code>extract/ds/m</code></td><td>12.5</td><td>812</td>" in html
     assert "<td>1.2</td><td>n/a</td>" in html
     assert "No job timings" in _job_costs([])
+
+
+def test_paired_tests_mark_what_cannot_be_told_from_the_best_and_the_tasks_line_up(
+    tmp_path: Path,
+) -> None:
+    """Three models on the same 200 test images: b solves 12 more than a and loses none (a
+    consistent gain a paired test sees), c differs from b only by noise; a score benchmark's
+    document has no per-query values and no headline, so it is in neither view."""
+    rng = np.random.default_rng(0)
+    ids = [f"img{i:03d}" for i in range(200)]
+    a = (rng.random(200) < 0.5).astype(float)
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[:12]] = 1
+    c = b.copy()
+    flip = rng.choice(200, 6, replace=False)
+    c[flip] = 1 - c[flip]
+    docs = []
+    for model, knn in (("m-a", a), ("m-b", b), ("m-c", c)):
+        pq = PerQuery()
+        out = tmp_path / "per_query" / f"{model}.json"
+        doc = {"knn_acc": pq.summarise("knn_acc", ids, knn, 200, 0)}
+        doc["linear_acc"] = pq.summarise("linear_acc", ids, knn[::-1], 200, 0)
+        docs.append(
+            _metrics(tmp_path, "ssl", "miniworld", model, doc, {"per_query": pq.write(out)})
+        )
+    docs.append(_metrics(tmp_path, "retrieval", "cirr-mini", "m-a", {"recall@1": _m(0.25)}))
+    out = tmp_path / "reports" / "paired"
+    config = _config(tmp_path, published=None, paired_bootstrap=500)
+    assert (
+        main(["report", "--config", str(config), "--out", str(out), "--metrics", *map(str, docs)])
+        == 0
+    )
+
+    tests = pd.read_csv(out / "paired.csv").set_index(["metric", "model"])
+    best = "m-b" if b.mean() >= c.mean() else "m-c"
+    assert set(tests["best"]) == {best} and len(tests) == 4  # two metrics x two others
+    knn = tests.loc["knn_acc"]
+    assert knn.loc["m-a", "p"] < 0.05  # a is told apart from the best...
+    assert knn.loc["m-a", "delta"] == pytest.approx(a.mean() - max(b.mean(), c.mean()))
+    other = "m-c" if best == "m-b" else "m-b"
+    assert knn.loc[other, "p"] >= 0.05  # ...the noisy twin is not
+    md = (out / "tables" / "ssl_miniworld.md").read_text()
+    line = {
+        row.split(" | ")[0].strip("| "): row for row in md.splitlines() if row.startswith("| m-")
+    }
+    knn_cell = {m: row.split(" | ")[1] for m, row in line.items()}
+    assert knn_cell[other].endswith("†") and not knn_cell["m-a"].endswith("†")
+    assert not knn_cell[best].endswith("†")
+    assert "†: not separable from the column's best" in md
+    assert "\\textsuperscript{\\dag}" in (out / "tables" / "ssl_miniworld.tex").read_text()
+    assert "<sup" in (out / "index.html").read_text()
+
+    across = (out / "tables" / "across_tasks.csv").read_text().splitlines()
+    assert across[0] == "model,ssl · miniworld · knn_acc,ssl · miniworld · linear_acc,mean (n)"
+    assert len(across) == 4  # the three ssl models; the score benchmark has no headline
+    row_a = across[1].split(",")
+    assert float(row_a[1]) == pytest.approx(a.mean() / max(b.mean(), c.mean()), abs=0.005)
+    rho = (out / "tables" / "across_tasks_rank_correlation.csv").read_text().splitlines()
+    assert rho[1].startswith("ssl · miniworld · knn_acc,ssl · miniworld · linear_acc,3,")
+    assert "Paired tests" in (out / "index.html").read_text()
+    first = (out / "paired.csv").read_bytes()
+    assert (
+        main(["report", "--config", str(config), "--out", str(out), "--metrics", *map(str, docs)])
+        == 0
+    )
+    assert (out / "paired.csv").read_bytes() == first  # seeded: a rerun gives the same tests

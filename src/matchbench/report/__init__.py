@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from matchbench.config import add_config_argument, load_config
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json, write_text
 from matchbench.layout import Layout
-from matchbench.report import html, tables
+from matchbench.report import across, html, paired, tables
 from matchbench.report.gather import (
     MetricsDoc,
     gather_train_logs,
@@ -90,18 +90,23 @@ class ReportInputs:
     results: pd.DataFrame
     train_logs: pd.DataFrame
     published: pd.DataFrame | None = None
+    # Paired bootstrap tests of each model against its column's best (report.paired)
+    tests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=paired.COLUMNS))
 
 
 def read_inputs(cfg: dict[str, Any], metrics: list[Path]) -> ReportInputs:
     """Read and validate the documents, the training logs they name and the published numbers."""
     docs = sorted(read_metrics_docs(metrics), key=lambda d: (d.task, d.dataset, d.model))
     published = cfg["report"]["published"]
+    results = metrics_table(docs)
+    n_boot = cfg["report"]["paired_bootstrap"]
     return ReportInputs(
         cfg=cfg,
         docs=tuple(docs),
-        results=metrics_table(docs),
+        results=results,
         train_logs=gather_train_logs(docs),
         published=read_published(published) if published else None,
+        tests=paired.versus_best(results, paired.read_values(docs), n_boot, cfg["seed"]),
     )
 
 
@@ -118,6 +123,8 @@ def write_report(
     table_dir.mkdir(parents=True, exist_ok=True)
     figure_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "results.csv", tables.results_csv(results))
+    write_text(out_dir / "paired.csv", tables.results_csv(inputs.tests))
+    tied = paired.tied_with_best(inputs.tests)
 
     colors = figures.model_colors(results["model"])
     ctx = Context(
@@ -127,13 +134,17 @@ def write_report(
         figures=figure_dir,
         colors=colors,
         results=results,
+        tied=tied,
     )
     by_task = track_sections(inputs.docs, ctx)
     replaced = {task for task, s in by_task if not s.in_main_results}
     generic = results[~results["task"].isin(replaced)].reset_index(drop=True)
     sections = [s for _, s in by_task]
+    overview = across.section(results, inputs.tests, ctx)
+    if overview is not None:
+        sections.append(overview)
 
-    main = tables.main_tables(generic)
+    main = tables.main_tables(generic, tied)
     published = (
         tables.published_table(inputs.published, results) if inputs.published is not None else None
     )

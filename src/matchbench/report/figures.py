@@ -296,3 +296,50 @@ def image_axes(ax: Axes, image: np.ndarray, size: tuple[int, int], title: str) -
     ax.set_title(text(title), fontsize=8)
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def across_tasks(grid: pd.DataFrame, rho: pd.DataFrame, out_dir: Path) -> Plot:
+    """Two heatmaps: models x columns of normalised scores (matchbench.report.across), and
+    the columns' Spearman rank correlations (grey: not evaluated / too few shared models)."""
+    n_models, n_cols = grid.shape
+    width = min(22.0, 4.0 + 0.55 * n_cols * 2 + 2.5)
+    height = min(16.0, max(3.5, 1.8 + 0.28 * max(n_models, n_cols) + 0.06 * _longest(grid)))
+    name = "across_tasks.png"
+    with figure(out_dir / name, (width, height), ncols=2, width_ratios=[1, 1]) as (fig, axes):
+        _heatmap(axes[0, 0], grid, "viridis", 0.0, 1.0, "{:.2f}")
+        axes[0, 0].set_title("Normalised score (value / best of the column)")
+        _heatmap(axes[0, 1], rho, "RdBu", -1.0, 1.0, "{:+.2f}")
+        axes[0, 1].set_title("Spearman rank correlation between columns")
+    return Plot(
+        name=name,
+        title="Across tasks",
+        caption=(
+            "Left: every model on every task, dataset and headline metric it was evaluated on, "
+            "as its value divided by the column's best (grey: not evaluated). Right: Spearman's "
+            "rank correlation between two columns over the models both have (grey: fewer than "
+            "three shared models, or a constant column)."
+        ),
+    )
+
+
+def _longest(grid: pd.DataFrame) -> int:
+    return max((len(str(c)) for c in grid.columns), default=0)
+
+
+def _heatmap(ax: Axes, df: pd.DataFrame, cmap: str, lo: float, hi: float, fmt: str) -> None:
+    values = df.to_numpy(dtype=np.float64)
+    colormap = mpl.colormaps[cmap].with_extremes(bad="#dddddd")
+    ax.imshow(np.ma.masked_invalid(values), cmap=colormap, vmin=lo, vmax=hi, aspect="auto")
+    ax.grid(False)
+    ax.set_xticks(range(df.shape[1]), [text(short(str(c), 40)) for c in df.columns])
+    ax.set_yticks(range(df.shape[0]), [text(short(str(r), 40)) for r in df.index])
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    for lab in ax.get_xticklabels():
+        lab.set_horizontalalignment("right")
+    if values.size <= 600:
+        for (i, j), v in np.ndenumerate(values):
+            if not math.isnan(v):
+                dark = (v - lo) / (hi - lo) < 0.5 if cmap == "viridis" else abs(v) > 0.6
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")  # fmt: skip

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from matchbench import __version__
 from matchbench.report.section import Section
-from matchbench.report.tables import Table
+from matchbench.report.tables import MARK, MARK_CAPTION, Table
 
 if TYPE_CHECKING:  # figures imports matplotlib; the page only needs the Plot type
     from matchbench.report.figures import Plot
@@ -86,6 +86,8 @@ def table_html(table: Table) -> str:
         cells = []
         for cell, num in zip(row, table.numeric, strict=True):
             content = f"<strong>{escape(cell.text)}</strong>" if cell.bold else escape(cell.text)
+            if cell.mark:
+                content += f'<sup title="{escape(MARK_CAPTION)}">{MARK}</sup>'
             cells.append(f'<td class="num">{content}</td>' if num else f"<td>{content}</td>")
         tr = '<tr class="break">' if i in table.breaks else "<tr>"
         body.append(tr + "".join(cells) + "</tr>")

@@ -33,6 +33,9 @@ class Context:
     figures: Path  # the report's figures/ folder: draw the section's PNGs here
     colors: dict[str, str]  # model -> colour, shared by every figure of the report
     results: pd.DataFrame  # the tidy results of every task (results.csv)
+    # (task, dataset, model, metric) a paired test cannot separate from the column's best: a
+    # section marks these cells (Cell.mark; matchbench.report.paired)
+    tied: frozenset[tuple[str, str, str, str]] = frozenset()
 
 
 @dataclass(frozen=True)

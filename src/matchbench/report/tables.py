@@ -24,10 +24,14 @@ from matchbench.report.names import is_finetuned, stem
 MISSING = "—"
 
 
+MARK = "†"  # a result a paired bootstrap cannot separate from its column's best
+
+
 @dataclass(frozen=True)
 class Cell:
     text: str
     bold: bool = False
+    mark: bool = False  # rendered as a dagger after the text (matchbench.report.paired)
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,15 @@ def results_csv(results: pd.DataFrame) -> str:
 # --- table builders -----------------------------------------------------------------------
 
 
-def main_tables(results: pd.DataFrame) -> list[Table]:
+def main_tables(
+    results: pd.DataFrame, tied: frozenset[tuple[str, str, str, str]] = frozenset()
+) -> list[Table]:
     """One table per (task, dataset): rows are models, columns metrics, best per column bold.
 
     Higher is better for every metric in the contract (accuracies, recall, mAP, ...). The
     best is chosen on the printed (rounded) values, so ties a reader sees are all bold.
+    ``tied`` holds the (task, dataset, model, metric) a paired test cannot separate from the
+    best (:func:`matchbench.report.paired.tied_with_best`): those cells carry the mark.
     """
     tables = []
     for (task, dataset), group in results.groupby(["task", "dataset"], sort=True):
@@ -106,8 +114,10 @@ def main_tables(results: pd.DataFrame) -> list[Table]:
                     continue
                 r = cells.loc[(model, metric)]
                 text = with_ci(r["value"], r["ci_low"], r["ci_high"])
-                row.append(Cell(text, bold=float(percent(r["value"])) == best[metric]))
+                bold = float(percent(r["value"])) == best[metric]
+                row.append(Cell(text, bold, (task, dataset, model, metric) in tied))
             rows.append(tuple(row))
+        marked = any(c.mark for row in rows for c in row)
         tables.append(
             Table(
                 name=stem(task, dataset),
@@ -115,7 +125,7 @@ def main_tables(results: pd.DataFrame) -> list[Table]:
                 caption=(
                     f"Task {task} on {dataset}. Values in percent (fractions × 100, one "
                     "decimal), 95% bootstrap confidence interval in parentheses; best per "
-                    "column in bold."
+                    "column in bold." + (f" {MARK_CAPTION}" if marked else "")
                 ),
                 header=("model", *metrics),
                 rows=tuple(rows),
@@ -179,6 +189,49 @@ def published_table(published: pd.DataFrame, results: pd.DataFrame) -> Table:
 # --- helpers for the tracks' tables ------------------------------------------------------
 
 
+MARK_CAPTION = (
+    f"{MARK}: not separable from the column's best by a paired bootstrap over the same "
+    "queries (p ≥ 0.05; the table 'Paired tests')."
+)
+
+
+def marked_caption(caption: str, rows: tuple[tuple[Cell, ...], ...] | list) -> str:
+    """``caption`` with the dagger's meaning appended when a cell of ``rows`` carries it."""
+    return f"{caption} {MARK_CAPTION}" if any(c.mark for row in rows for c in row) else caption
+
+
+def paired_table(tests: pd.DataFrame) -> Table:
+    """Every paired test against a column's best (:func:`matchbench.report.paired.versus_best`)."""
+    rows = tuple(
+        (
+            Cell(t.task),
+            Cell(t.dataset),
+            Cell(t.metric),
+            Cell(t.model),
+            Cell(t.best),
+            Cell(f"{t.delta * 100:+.1f}"),
+            Cell(f"{t.ci_low * 100:+.1f} – {t.ci_high * 100:+.1f}"),
+            Cell(f"{t.p:.3f}", mark=t.p >= 0.05),  # paired.ALPHA
+            Cell(str(t.n)),
+        )
+        for t in tests.itertuples()
+    )
+    return Table(
+        name="paired",
+        title="Paired tests",
+        caption=(
+            "Each model against the best model of its task, dataset and metric, on the same "
+            "queries: Δ = model − best in points, the 95% interval of a paired percentile "
+            "bootstrap (the same resampled queries for both models; macro averages resampled "
+            "within each category), its two-sided p and the number of queries. "
+            f"{MARK}: p ≥ 0.05, the difference is not established; tables mark these results."
+        ),
+        header=("task", "dataset", "metric", "model", "best", "Δ", "95% CI of Δ", "p", "n"),
+        rows=rows,
+        numeric=(False, False, False, False, False, True, True, True, True),
+    )
+
+
 def bold_best(values: list[float | None]) -> list[bool]:
     """Which printed values are the best of their column; none when fewer than two values."""
     shown = [float(percent(v)) if v is not None else None for v in values]
@@ -214,6 +267,11 @@ def _md(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
+def _md_cell(c: Cell) -> str:
+    text = f"**{_md(c.text)}**" if c.bold else _md(c.text)
+    return text + MARK if c.mark else text
+
+
 def to_markdown(table: Table) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cells) + " |"
@@ -222,7 +280,7 @@ def to_markdown(table: Table) -> str:
     out.append(line([_md(h) for h in table.flat_header()]))
     out.append(line(["---:" if num else ":---" for num in table.numeric]))
     for row in table.rows:
-        out.append(line([f"**{_md(c.text)}**" if c.bold else _md(c.text) for c in row]))
+        out.append(line([_md_cell(c) for c in row]))
     return "\n".join(out) + "\n"
 
 
@@ -245,6 +303,7 @@ _LATEX_SPECIAL = {
     "Δ": r"$\Delta$",
     "α": r"\ensuremath{\alpha}",  # not $..$: next to another $..$ it would read $$
     "·": r"$\cdot$",
+    "†": r"\textsuperscript{\dag}",
 }
 
 
@@ -270,7 +329,11 @@ def to_latex(table: Table) -> str:
     for i, row in enumerate(table.rows):
         if i in table.breaks:
             out.append("    \\midrule")
-        cells = [f"\\textbf{{{_tex(c.text)}}}" if c.bold else _tex(c.text) for c in row]
+        cells = [
+            (f"\\textbf{{{_tex(c.text)}}}" if c.bold else _tex(c.text))
+            + ("\\textsuperscript{\\dag}" if c.mark else "")
+            for c in row
+        ]
         out.append("    " + " & ".join(cells) + " \\\\")
     out += ["    \\bottomrule", "  \\end{tabular}", "\\end{table}"]
     return "\n".join(out) + "\n"
@@ -298,7 +361,7 @@ def to_csv(table: Table) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(table.flat_header())
     for row in table.rows:
-        writer.writerow([c.text for c in row])
+        writer.writerow([c.text + (MARK if c.mark else "") for c in row])
     return buf.getvalue()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from matchbench.errors import MatchbenchError, did_you_mean
+from matchbench.layout import PER_QUERY
 
 # The registry. Adding a track is one folder, one rules file, and one name here.
 NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose", "cir")
@@ -35,6 +36,11 @@ def load_object(ref: str) -> Any:
     module, _, attr = ref.partition(":")
     obj = importlib.import_module(module)
     return getattr(obj, attr) if attr else obj
+
+
+# What a track's targets list per evaluated model: its metrics document (side None) and the
+# per-query values beside it (docs/contracts.md).
+SIDES: tuple[str | None, ...] = (None, PER_QUERY)
 
 
 @dataclass(frozen=True)

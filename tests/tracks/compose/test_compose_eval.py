@@ -16,12 +16,13 @@ import pytest
 from conftest import tiny_config
 from PIL import Image
 
+from matchbench import per_query
 from matchbench.config import resolve, schema_errors
 from matchbench.data import INDEX_COLUMNS
 from matchbench.documents import validate_document
 from matchbench.errors import MatchbenchError
 from matchbench.layout import Layout
-from matchbench.metrics import pair_accuracy
+from matchbench.metrics import macro_summary, pair_accuracy
 from matchbench.models import create_backbone
 from matchbench.models.backbones import save_state
 from matchbench.tracks.compose.evaluate import (
@@ -29,7 +30,6 @@ from matchbench.tracks.compose.evaluate import (
     aro_attribution_groups,
     aro_relation_groups,
     evaluate,
-    macro_summary,
     pair_correct,
     retrieval_hits,
 )
@@ -173,7 +173,8 @@ def config(root: Path, **compose: Any) -> dict[str, Any]:
 
 
 def run(cfg: dict[str, Any], model: str = "clip-mini", dataset: str = "vl") -> dict[str, Any]:
-    return evaluate(cfg, argparse.Namespace(dataset=dataset, model=model, features=None, out=None))
+    out = Layout.of(cfg).metrics("compose", dataset, model)
+    return evaluate(cfg, argparse.Namespace(dataset=dataset, model=model, features=None, out=out))
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +219,14 @@ def test_the_document_has_every_benchmark_with_intervals(world: Path, capsys) ->
     # The long caption is truncated, counted, and said once in the log.
     assert doc["extra"]["text"]["truncated"] == 1
     assert "1 of" in capsys.readouterr().err
+    # Every metric's per-query values, beside the document, give back its value.
+    values = per_query.read(doc["artifacts"]["per_query"])
+    assert set(values["metric"]) == set(m)
+    for name, part in values.groupby("metric"):
+        grouped = part["group"].ne("").any()
+        mean = part.groupby("group")["value"].mean().mean() if grouped else part["value"].mean()
+        assert mean == pytest.approx(m[name]["value"]), name
+    assert set(values.loc[values["metric"] == "aro_relation", "group"]) == {"left of", "behind"}
     assert run(config(world)) == doc  # a rerun gives the same document
 
 

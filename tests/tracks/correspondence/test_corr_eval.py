@@ -18,6 +18,7 @@ import yaml
 from conftest import tiny_config
 from PIL import Image
 
+from matchbench import per_query
 from matchbench.cli import main
 from matchbench.config import resolve
 from matchbench.data import INDEX_COLUMNS
@@ -226,7 +227,14 @@ def test_cli_without_cache(world, tmp_path, capsys):
     assert "pck@0.1" in capsys.readouterr().out
     assert read_json(out)["metrics"] == read_json(world.metrics)["metrics"]
     assert (tmp_path / "m.predictions.parquet").is_file()  # the side file, beside the document
-    assert read_json(out)["artifacts"] == {"predictions": str(tmp_path / "m.predictions.parquet")}
+    assert read_json(out)["artifacts"] == {
+        "predictions": str(tmp_path / "m.predictions.parquet"),
+        "per_query": str(tmp_path / "m.per_query.parquet"),
+    }
+    # Per pair, the share of its keypoints correct: their mean is the document's pck@0.1.
+    values = per_query.read(tmp_path / "m.per_query.parquet")
+    assert values["metric"].unique().tolist() == ["pck@0.1"]
+    assert values["value"].mean() == pytest.approx(read_json(out)["metrics"]["pck@0.1"]["value"])
     # --features makes no sense without the cache: refused, nothing written
     assert main([*args, "--features", str(world.dense), "--out", str(tmp_path / "x.json")]) == 2
     assert "cache is false" in capsys.readouterr().err

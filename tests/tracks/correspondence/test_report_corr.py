@@ -296,6 +296,7 @@ def test_results_csv_holds_correspondence_like_any_task(report: Path) -> None:
 def test_every_figure_is_a_valid_png(report: Path) -> None:
     names = sorted(p.name for p in (report / "figures").iterdir())
     assert names == [
+        "across_tasks.png",  # the frame's view of every track's headline metrics
         "bars_ssl_miniworld.png",  # the other task keeps its generic figure
         "finetuned_vs_frozen.png",
         "pck_categories_ap10k.png",

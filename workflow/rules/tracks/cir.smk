@@ -82,6 +82,7 @@ rule evaluate_cir:
         cir_evaluation_inputs,
     output:
         metrics=L.metrics("cir", "{dataset}", "{model}"),
+        per_query=L.metrics("cir", "{dataset}", "{model}", "per_query.parquet"),
         summary=L.summary("cir", "{dataset}", "{model}"),
         submission=directory(L.metrics("cir", "{dataset}", "{model}", "submission")),
     wildcard_constraints:

@@ -93,6 +93,7 @@ rule evaluate_compose:
         weights=weights_input,  # a compose checkpoint comes from train_dataset (Track.checkpoint)
     output:
         metrics=L.metrics("compose", "{dataset}", "{model}"),
+        per_query=L.metrics("compose", "{dataset}", "{model}", "per_query.parquet"),
         summary=L.summary("compose", "{dataset}", "{model}"),
     params:
         reads=reads("evaluate", task="compose", dataset="{dataset}", model="{model}"),

@@ -97,6 +97,7 @@ rule evaluate_correspondence:
         unpack(correspondence_eval_inputs),
     output:
         metrics=L.metrics("correspondence", "{dataset}", "{model}"),
+        per_query=L.metrics("correspondence", "{dataset}", "{model}", "per_query.parquet"),
         predictions=L.metrics("correspondence", "{dataset}", "{model}", "predictions.parquet"),
         summary=L.summary("correspondence", "{dataset}", "{model}"),
     params:

@@ -80,6 +80,7 @@ rule evaluate_ssl:
         index=L.index("{dataset}"),
     output:
         metrics=L.metrics("ssl", "{dataset}", "{model}"),
+        per_query=L.metrics("ssl", "{dataset}", "{model}", "per_query.parquet"),
         summary=L.summary("ssl", "{dataset}", "{model}"),
     params:
         reads=reads("evaluate", task="ssl", dataset="{dataset}", model="{model}"),

@@ -23,7 +23,7 @@ from typing import Any
 from matchbench.config import check_names
 from matchbench.errors import MatchbenchError
 from matchbench.layout import Layout, split_model
-from matchbench.tracks import Recipe, Track
+from matchbench.tracks import SIDES, Recipe, Track
 from matchbench.tracks.cir.methods import (
     CHECKPOINT,
     LINCIR,
@@ -115,7 +115,12 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
 def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     """Every method's metrics on every dataset, and the training logs of the trained parts."""
     block = cfg["tracks"]["cir"]
-    files = [layout.metrics("cir", ds, m) for ds in block["datasets"] for m in models(block)]
+    files = [
+        layout.metrics("cir", ds, m, side)
+        for ds in block["datasets"]
+        for m in models(block)
+        for side in SIDES
+    ]
     for recipe in trained(block):
         for x in block["models"]:
             files.append(layout.model(recipe, block[TRAINED_ON[recipe]], x, "train_log.csv"))

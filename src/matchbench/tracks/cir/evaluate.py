@@ -33,16 +33,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from matchbench import per_query
 from matchbench.errors import MatchbenchError
 from matchbench.io import atomic_dir, write_json
 from matchbench.layout import Layout
-from matchbench.metrics import (
-    average_precision_at_k,
-    macro_summary,
-    subset_target_rank,
-    summarise,
-    target_rank,
-)
+from matchbench.metrics import average_precision_at_k, subset_target_rank, target_rank
+from matchbench.per_query import PerQuery
 from matchbench.runtime import Runtime, start
 from matchbench.tracks.cir.composer import Composer, clean, fill, placeholder_id, prompt_tokens
 from matchbench.tracks.cir.methods import CHECKPOINT, block, method_checkpoint, split_method
@@ -151,8 +147,10 @@ def cirr_metrics(
     galleries: dict[str, Gallery],
     n_boot: int,
     seed: int,
+    pq: PerQuery | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """CIRR's recalls, and each query's rank (for the record)."""
+    """CIRR's recalls, and each query's rank (for the record); per-query hits go to ``pq``."""
+    pq = pq or PerQuery()
     ranks = np.zeros(len(q), dtype=np.int64)
     sub = np.zeros(len(q), dtype=np.int64)
     for rows, part, g, s in by_gallery(q, qf, feats, galleries):
@@ -163,8 +161,14 @@ def cirr_metrics(
             keep = np.array([len(m) == size for m in part["members"]])
             mem = np.array([[g.pos[x] for x in m] for m in part["members"][keep]])
             sub[rows[keep]] = subset_target_rank(s[keep], t[keep], mem, ref[keep])
-    out = {f"recall@{k}": summarise(ranks <= k, n_boot, seed) for k in CIRR_KS}
-    out |= {f"recall_subset@{k}": summarise(sub <= k, n_boot, seed) for k in CIRR_SUBSET_KS}
+    ids = q["id"]
+    out = {
+        f"recall@{k}": pq.summarise(f"recall@{k}", ids, ranks <= k, n_boot, seed) for k in CIRR_KS
+    }
+    out |= {
+        f"recall_subset@{k}": pq.summarise(f"recall_subset@{k}", ids, sub <= k, n_boot, seed)
+        for k in CIRR_SUBSET_KS
+    }
     return out, ranks
 
 
@@ -175,7 +179,9 @@ def circo_metrics(
     galleries: dict[str, Gallery],
     n_boot: int,
     seed: int,
+    pq: PerQuery | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], np.ndarray]:
+    pq = pq or PerQuery()
     ap = {k: np.zeros(len(q)) for k in CIRCO_KS}
     for rows, part, g, s in by_gallery(q, qf, feats, galleries):
         rel = np.zeros(s.shape, dtype=bool)
@@ -184,7 +190,7 @@ def circo_metrics(
         n_gt = np.array([len(set(gt)) for gt in part["targets"]])
         for k in CIRCO_KS:
             ap[k][rows] = average_precision_at_k(s, rel, k, n_relevant=n_gt)
-    out = {f"map@{k}": summarise(ap[k], n_boot, seed) for k in CIRCO_KS}
+    out = {f"map@{k}": pq.summarise(f"map@{k}", q["id"], ap[k], n_boot, seed) for k in CIRCO_KS}
     aspects: dict[str, list[float]] = {}
     for a, v in zip(q["aspects"], ap[10], strict=True):
         for name in a:
@@ -200,7 +206,9 @@ def fashioniq_metrics(
     galleries: dict[str, Gallery],
     n_boot: int,
     seed: int,
+    pq: PerQuery | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], np.ndarray]:
+    pq = pq or PerQuery()
     ranks = np.zeros(len(q), dtype=np.int64)
     for rows, part, g, s in by_gallery(q, qf, feats, galleries):
         t = np.array([g.pos[x[0]] for x in part["targets"]])
@@ -210,10 +218,12 @@ def fashioniq_metrics(
     cats: dict[str, dict[str, float]] = {}
     for k in FASHIONIQ_KS:
         hit = ranks <= k
-        out[f"recall@{k}"] = macro_summary(hit, cat, n_boot, seed)
+        out[f"recall@{k}"] = pq.macro(f"recall@{k}", q["id"], hit, cat, n_boot, seed)
         cats[f"recall@{k}"] = {}
         for c in sorted(set(cat)):
-            out[f"{c}_recall@{k}"] = summarise(hit[cat == c], n_boot, seed)
+            rows = cat == c
+            key = f"{c}_recall@{k}"
+            out[key] = pq.summarise(key, q["id"][rows], hit[rows], n_boot, seed)
             cats[f"recall@{k}"][c] = out[f"{c}_recall@{k}"]["value"]
     return out, cats, ranks
 
@@ -356,13 +366,16 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {"method": method, "frozen": frozen, "bootstrap": n_boot, "chance": {}}
     benches = sorted(set(scored["benchmark"]))
     files: dict[str, dict[str, Any]] = {}
+    pq = PerQuery()
     for bench in benches:
         rows = np.flatnonzero((todo["benchmark"] == bench) & todo.index.isin(scored.index))
         part = todo.iloc[rows].reset_index(drop=True)
         fn = {"cirr": cirr_metrics, "circo": circo_metrics, "fashioniq": fashioniq_metrics}[bench]
-        res = fn(part, qf[rows], feats, galleries, n_boot, seed)
+        found_pq = PerQuery()
+        res = fn(part, qf[rows], feats, galleries, n_boot, seed, found_pq)
         found, found_cats = res[0], (res[1] if len(res) == 3 else {})
         prefix = f"{bench}_" if len(benches) > 1 else ""
+        pq.extend(found_pq, prefix)
         metrics |= {prefix + k: v for k, v in found.items()}
         cats |= {prefix + k: v for k, v in found_cats.items()}
         extra["chance"] |= {prefix + k: v for k, v in chance(bench, part, galleries).items()}
@@ -390,7 +403,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "metrics": metrics,
         "per_category": cats,
         "extra": extra,
-        "artifacts": {"submission": str(side)},
+        "artifacts": {"submission": str(side), per_query.ROLE: pq.write(args.out)},
     }
     path = method_checkpoint(cfg, frozen, method)
     if path is not None:  # the log of the last recipe the method trains, for its curves

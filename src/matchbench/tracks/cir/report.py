@@ -23,7 +23,7 @@ from matchbench.images import read_index
 from matchbench.report.figures import BAD, GOOD, Plot, figure, short, text, thumbnail
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
-from matchbench.report.tables import MISSING, Cell, Table, bold_best, with_ci
+from matchbench.report.tables import MISSING, Cell, Table, bold_best, marked_caption, with_ci
 from matchbench.tracks.cir.methods import block, split_method
 
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {  # benchmark -> ((metric, header), ...)
@@ -77,7 +77,15 @@ def _value(doc: dict[str, Any], metric: str) -> dict[str, Any] | None:
     return doc["metrics"].get(metric)
 
 
-def benchmark_table(blk: dict[str, Any], dataset: str, bench: str, docs: list[MetricsDoc]) -> Table:
+def benchmark_table(
+    blk: dict[str, Any],
+    dataset: str,
+    bench: str,
+    docs: list[MetricsDoc],
+    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+) -> Table:
+    """The benchmark's table in its papers' layout; ``tied`` marks what a paired test cannot
+    separate from a column's best (``Context.tied``)."""
     docs = _order(blk, docs)
     cols = [(m, h) for m, h in LAYOUTS[bench] if any(m in d.doc["metrics"] for d in docs)]
     columns = []
@@ -99,6 +107,7 @@ def benchmark_table(blk: dict[str, Any], dataset: str, bench: str, docs: list[Me
                         math.nan if high is None else high,
                     ),
                     b,
+                    (d.task, d.dataset, d.model, metric) in tied,
                 )
             )
         columns.append(cells)
@@ -116,8 +125,11 @@ def benchmark_table(blk: dict[str, Any], dataset: str, bench: str, docs: list[Me
     return Table(
         name=f"cir_{bench}_{dataset}",
         title=f"{title} on {dataset}",
-        caption=f"{what}, in percent with 95% bootstrap intervals; zero-shot methods on a "
-        "frozen image-text model, the best of a column in bold.",
+        caption=marked_caption(
+            f"{what}, in percent with 95% bootstrap intervals; zero-shot methods on a "
+            "frozen image-text model, the best of a column in bold.",
+            rows,
+        ),
         header=("model", "method", *(h for _, h in cols)),
         rows=tuple(rows),
         numeric=(False, False, *(True for _ in cols)),
@@ -224,7 +236,7 @@ def section(docs: tuple[MetricsDoc, ...], ctx: Context) -> Section:
             part = [d for d in mine if benchmark_of(d.doc) == bench]
             if not part:
                 continue
-            tables.append(benchmark_table(blk, dataset, bench, part))
+            tables.append(benchmark_table(blk, dataset, bench, part, ctx.tied))
             if note := gain_note(bench, dataset, part):
                 notes.append(note)
         if plot := examples_figure(dataset, mine, ctx):

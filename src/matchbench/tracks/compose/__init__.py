@@ -36,7 +36,7 @@ from typing import Any
 from matchbench.config import check_names
 from matchbench.errors import MatchbenchError
 from matchbench.layout import Layout
-from matchbench.tracks import Recipe, Track
+from matchbench.tracks import SIDES, Recipe, Track
 from matchbench.tracks.compose.variants import (
     CLIP_LOG_COLUMNS,
     CLIP_PLOT_COLUMNS,
@@ -100,7 +100,12 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
 def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     """Every model's metrics on every dataset, and the training logs of the trained models."""
     block = cfg["tracks"]["compose"]
-    files = [layout.metrics("compose", ds, m) for ds in block["datasets"] for m in models(block)]
+    files = [
+        layout.metrics("compose", ds, m, side)
+        for ds in block["datasets"]
+        for m in models(block)
+        for side in SIDES
+    ]
     for ds in dict.fromkeys(training_dataset(block, d) for d in block["datasets"]):
         for b in block["finetune"]:
             files += [

@@ -42,12 +42,14 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch.utils.data import DataLoader
 
+from matchbench import per_query
 from matchbench.data.formats import aro
 from matchbench.errors import MatchbenchError
 from matchbench.images import IndexedImages, read_index
 from matchbench.layout import Layout, split_model
-from matchbench.metrics import macro_summary, per_category, summarise, target_rank
+from matchbench.metrics import per_category, target_rank
 from matchbench.models.backbones import load_model
+from matchbench.per_query import PerQuery
 from matchbench.runtime import Runtime, embed, start
 from matchbench.tracks.compose.text import (
     CAPTION_COLUMNS,
@@ -265,6 +267,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {}
     cats: dict[str, Any] = {}
+    pq = PerQuery()
     extra: dict[str, Any] = {
         "text": {"context_length": context, "n_texts": len(texts), "truncated": truncated},
         "bootstrap": n_boot,
@@ -276,6 +279,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         correct = pair_correct(pos, neg)
         bench = pairs["benchmark"].to_numpy()
         category = pairs["category"].astype(str).to_numpy()
+        ids = pairs["id"].astype(str).to_numpy()
         for name, fn in (
             ("sugarcrepe", _sugarcrepe),
             ("aro_relation", _aro_relation),
@@ -283,14 +287,15 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         ):
             rows = bench == name
             if rows.any():
-                fn(correct[rows], category[rows], ecfg, n_boot, seed, metrics, cats, extra)
+                fn(correct[rows], category[rows], ids[rows], ecfg, seed, pq, metrics, cats, extra)
     if docci is not None:
         t = feats[docci["rich"].map(text_of).to_numpy()]
         i = images[docci["image"].map(row_of).to_numpy()]
         hits = retrieval_hits(t @ i.T, ecfg["ks"])
         for direction, by_k in hits.items():
             for k, h in by_k.items():
-                metrics[f"{direction}_r@{k}"] = summarise(h, n_boot, seed)
+                key = f"{direction}_r@{k}"
+                metrics[key] = pq.summarise(key, docci["image"], h, n_boot, seed)
         extra["retrieval"] = {"split": ecfg["split"], "caption": "rich", "n_images": len(docci)}
     extra["chance"] = _chance(metrics, docci)
     doc = {
@@ -302,10 +307,11 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "per_category": cats,
         "extra": extra,
     }
+    doc["artifacts"] = {per_query.ROLE: pq.write(args.out)}
     weights = Layout.of(cfg).model_weights(cfg, args.model, args.dataset)
     if split_model(args.model)[1] is not None and weights is not None:
         # Trained on train_dataset: its log lies beside the checkpoint it was evaluated with.
-        doc["artifacts"] = {"train_log": str(Path(weights).with_name("train_log.csv"))}
+        doc["artifacts"]["train_log"] = str(Path(weights).with_name("train_log.csv"))
     return doc
 
 
@@ -320,9 +326,10 @@ def _chance(metrics: dict[str, Any], docci: pd.DataFrame | None) -> dict[str, fl
 def _sugarcrepe(
     correct: np.ndarray,
     category: np.ndarray,
+    ids: np.ndarray,
     ecfg: dict[str, Any],
-    n_boot: int,
     seed: int,
+    pq: PerQuery,
     metrics: dict[str, Any],
     cats: dict[str, Any],
     extra: dict[str, Any],
@@ -334,9 +341,13 @@ def _sugarcrepe(
             f"{', '.join(SUGARCREPE)}"
         )
     present = [c for c in SUGARCREPE if c in set(category)]
-    metrics["sugarcrepe_avg"] = macro_summary(correct, category, n_boot, seed)
+    n_boot = ecfg["bootstrap"]
+    metrics["sugarcrepe_avg"] = pq.macro("sugarcrepe_avg", ids, correct, category, n_boot, seed)
     for c in present:
-        metrics[f"sugarcrepe_{c}"] = summarise(correct[category == c], n_boot, seed)
+        rows = category == c
+        metrics[f"sugarcrepe_{c}"] = pq.summarise(
+            f"sugarcrepe_{c}", ids[rows], correct[rows], n_boot, seed
+        )
     cats["sugarcrepe"] = per_category(correct, category)
     extra["sugarcrepe"] = {
         "categories": present,
@@ -348,9 +359,10 @@ def _sugarcrepe(
 def _aro_relation(
     correct: np.ndarray,
     category: np.ndarray,
+    ids: np.ndarray,
     ecfg: dict[str, Any],
-    n_boot: int,
     seed: int,
+    pq: PerQuery,
     metrics: dict[str, Any],
     cats: dict[str, Any],
     extra: dict[str, Any],
@@ -361,7 +373,9 @@ def _aro_relation(
             "tracks.compose.evaluate.aro_drop_symmetric: every VG-Relation item has a relation "
             "of the official symmetric list; nothing is left to average"
         )
-    metrics["aro_relation"] = macro_summary(correct[keep], category[keep], n_boot, seed)
+    metrics["aro_relation"] = pq.macro(
+        "aro_relation", ids[keep], correct[keep], category[keep], ecfg["bootstrap"], seed
+    )
     cats["aro_relation"] = per_category(correct[keep], category[keep])
     extra["aro_relation"] = {
         "relations": int(len(set(category[keep]))),
@@ -373,9 +387,10 @@ def _aro_relation(
 def _aro_attribution(
     correct: np.ndarray,
     category: np.ndarray,
+    ids: np.ndarray,
     ecfg: dict[str, Any],
-    n_boot: int,
     seed: int,
+    pq: PerQuery,
     metrics: dict[str, Any],
     cats: dict[str, Any],
     extra: dict[str, Any],
@@ -387,7 +402,9 @@ def _aro_attribution(
             f"VG-Attribution attribute pair has that many items (largest: "
             f"{max(small.values())}); lower it for this dataset"
         )
-    metrics["aro_attribution"] = macro_summary(correct[keep], category[keep], n_boot, seed)
+    metrics["aro_attribution"] = pq.macro(
+        "aro_attribution", ids[keep], correct[keep], category[keep], ecfg["bootstrap"], seed
+    )
     cats["aro_attribution"] = per_category(correct[keep], category[keep])
     extra["aro_attribution"] = {
         "pairs": int(len(set(category[keep]))),

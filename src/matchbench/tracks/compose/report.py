@@ -19,7 +19,7 @@ from matchbench.layout import split_model
 from matchbench.report.figures import Plot, figure, grouped_bars, legend, percent_axis
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
-from matchbench.report.tables import MISSING, Cell, Table, with_ci
+from matchbench.report.tables import MISSING, Cell, Table, marked_caption, with_ci
 from matchbench.tracks.compose.variants import PREFIX, resolve
 from matchbench.tracks.compose.variants import block as compose_block
 
@@ -45,7 +45,7 @@ def variant_label(blk: dict[str, Any], model: str) -> str:
     return label + (" + hard negatives" if v.hard_negatives else "")
 
 
-def _cell(doc: dict[str, Any], metric: str) -> Cell:
+def _cell(doc: dict[str, Any], metric: str, tied: frozenset[tuple[str, str, str, str]]) -> Cell:
     m = doc["metrics"].get(metric)
     if m is None:
         return Cell(MISSING)
@@ -53,24 +53,37 @@ def _cell(doc: dict[str, Any], metric: str) -> Cell:
     high = m.get("ci_high")
     low = math.nan if low is None else low
     high = math.nan if high is None else high
-    return Cell(with_ci(m["value"], low, high))
+    key = (doc["task"], doc["dataset"], doc["model"], metric)
+    return Cell(with_ci(m["value"], low, high), mark=key in tied)
 
 
-def ablation_table(blk: dict[str, Any], dataset: str, docs: list[MetricsDoc]) -> Table:
+def ablation_table(
+    blk: dict[str, Any],
+    dataset: str,
+    docs: list[MetricsDoc],
+    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+) -> Table:
     order = {m: i for i, m in enumerate(_models(blk))}
     docs = sorted(docs, key=lambda d: (order.get(d.model, len(order)), d.model))
     present = [(m, h) for m, h in COLUMNS if any(m in d.doc["metrics"] for d in docs)]
     rows = tuple(
-        (Cell(d.model), Cell(variant_label(blk, d.model)), *(_cell(d.doc, m) for m, _ in present))
+        (
+            Cell(d.model),
+            Cell(variant_label(blk, d.model)),
+            *(_cell(d.doc, m, tied) for m, _ in present),
+        )
         for d in docs
     )
     return Table(
         name=f"compose_ablation_{dataset}",
         title=f"Compositional matching on {dataset}",
-        caption="Accuracy (ARO, SugarCrepe: the positive caption scored above the hard negative; "
-        "macro averages) and long-caption text-to-image Recall@1, in percent with 95% "
-        "bootstrap intervals. Rows as the paper's ablation: text tower x caption source "
-        "(+ hard negatives).",
+        caption=marked_caption(
+            "Accuracy (ARO, SugarCrepe: the positive caption scored above the hard negative; "
+            "macro averages) and long-caption text-to-image Recall@1, in percent with 95% "
+            "bootstrap intervals. Rows as the paper's ablation: text tower x caption source "
+            "(+ hard negatives).",
+            rows,
+        ),
         header=("model", "variant", *(h for _, h in present)),
         rows=rows,
         numeric=(False, False, *(True for _ in present)),
@@ -122,7 +135,7 @@ def section(docs: tuple[MetricsDoc, ...], ctx: Context) -> Section:
     tables, plots = [], []
     for dataset in sorted({d.dataset for d in docs}):
         mine = [d for d in docs if d.dataset == dataset]
-        tables.append(ablation_table(blk, dataset, mine))
+        tables.append(ablation_table(blk, dataset, mine, ctx.tied))
         if plot := category_bars(dataset, mine, ctx):
             plots.append(plot)
     return Section(

@@ -32,11 +32,10 @@ from matchbench.data.formats.predictions import (
     single,
 )
 from matchbench.errors import MatchbenchError
-from matchbench.metrics import per_category, summarise
+from matchbench.metrics import macro_summary, per_category, summarise
 from matchbench.tracks.compose.evaluate import (
     aro_attribution_groups,
     aro_relation_groups,
-    macro_summary,
     pair_correct,
 )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from matchbench.config import check_names
 from matchbench.layout import Layout
-from matchbench.tracks import Recipe, Track
+from matchbench.tracks import SIDES, Recipe, Track
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr", "train_pck", "keypoints")
 PLOT_COLUMNS = ("loss", "train_pck")
@@ -53,7 +53,9 @@ def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     block = cfg["tracks"]["correspondence"]
     files = []
     for ds in block["datasets"]:
-        files += [layout.metrics("correspondence", ds, m) for m in models(block)]
+        files += [
+            layout.metrics("correspondence", ds, m, side) for m in models(block) for side in SIDES
+        ]
         files += [
             layout.metrics("correspondence", ds, m, "predictions.parquet")
             for m in shown_models(block)

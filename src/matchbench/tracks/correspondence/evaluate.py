@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from matchbench import per_query
 from matchbench.config import backbone_spec, dataset_spec, split_model
 from matchbench.errors import MatchbenchError
 from matchbench.images import read_index
@@ -44,6 +45,7 @@ from matchbench.metrics import (
     pck_metrics,
     pck_scores,
 )
+from matchbench.per_query import PerQuery
 from matchbench.progress import bar as progress_bar
 from matchbench.runtime import autocast_dtype, start
 from matchbench.tracks.correspondence.dense import from_grid, load_square, to_grid
@@ -389,7 +391,15 @@ def task(cfg: dict[str, Any], args: Any) -> dict[str, Any]:
     out = Path(args.out)
     side = out.with_name(out.name.removesuffix(".json") + ".predictions.parquet")
     write_parquet(side, predictions)
-    doc["artifacts"] = {"predictions": str(side)}
+    # Per pair, the fraction of its keypoints correct at the primary alpha: the values whose
+    # mean is the primary pck@<alpha>, for the report's paired tests between models.
+    pq = PerQuery()
+    pq.add(
+        f"pck@{doc['extra']['primary_alpha']}",
+        predictions["pair"],
+        [float(np.mean(c)) for c in predictions["correct"]],
+    )
+    doc["artifacts"] = {"predictions": str(side), per_query.ROLE: pq.write(out)}
     # Speed goes to the log, not into the metrics file: reruns must write the same bytes.
     print(f"evaluate: {pairs_per_s:.1f} pairs/s", file=sys.stderr)
     return doc

@@ -54,7 +54,7 @@ def section(docs: list[MetricsDoc], ctx: Context) -> Section:
         warnings=tuple(tables.correspondence_notes(corr)),
         warnings_about="on skipped pairs and pair counts",
         tables=(
-            tables.correspondence_table(results, corr),
+            tables.correspondence_table(results, corr, ctx.tied),
             *tables.variant_tables(corr),
             tables.correspondence_runs_table(corr),
         ),

@@ -15,6 +15,7 @@ from matchbench.report.tables import (
     Table,
     bold_best,
     ci_cells,
+    marked_caption,
     model_breaks,
     percent,
 )
@@ -55,7 +56,11 @@ def _variant_names(corr: Correspondence) -> str:
     )
 
 
-def correspondence_table(results: pd.DataFrame, corr: Correspondence) -> Table:
+def correspondence_table(
+    results: pd.DataFrame,
+    corr: Correspondence,
+    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+) -> Table:
     """The unified benchmark's main table (Zhang et al. 2025, "Semantic Correspondence:
     Unified Benchmarking and a Strong Baseline", Tab. 1): rows are models, frozen backbones
     then fine-tuned ones; a column group per dataset with per-image PCK at every alpha.
@@ -70,13 +75,18 @@ def correspondence_table(results: pd.DataFrame, corr: Correspondence) -> Table:
     columns = [(ds, a) for ds in datasets for a in alphas[ds]]
     models = ordered_models(pck["model"])
     value = pck.set_index(["model", "dataset", "alpha"])["value"]
+    metric = dict(zip(zip(pck["dataset"], pck["alpha"], strict=True), pck["metric"], strict=True))
     grid = [[value.get((m, ds, a)) for ds, a in columns] for m in models]
     bold = [bold_best([grid[i][j] for i in range(len(models))]) for j in range(len(columns))]
     body = tuple(
         (
             Cell(m),
             *(
-                Cell(MISSING if v is None else percent(v), bold=bold[j][i])
+                Cell(
+                    MISSING if v is None else percent(v),
+                    bold=bold[j][i],
+                    mark=(CORRESPONDENCE, columns[j][0], m, metric.get(columns[j])) in tied,
+                )
                 for j, v in enumerate(grid[i])
             ),
         )
@@ -85,12 +95,13 @@ def correspondence_table(results: pd.DataFrame, corr: Correspondence) -> Table:
     return Table(
         name="correspondence",
         title="Unified benchmark · PCK@α per image",
-        caption=(
+        caption=marked_caption(
             f"PCK@α per image (the mean over pairs of each pair's share of correct keypoints) "
             f"in percent, one decimal; {PCK_CAPTION}. Matching variant {_variant_names(corr)}. "
             "Frozen backbones first, then fine-tuned models (<backbone>+<recipe>); best per "
             "column in bold. The 95% bootstrap confidence intervals and PCK per point are in "
-            "the per-dataset tables and results.csv."
+            "the per-dataset tables and results.csv.",
+            body,
         ),
         header=("model", *[f"PCK@{_alpha(a)}" for _, a in columns]),
         rows=body,

@@ -15,7 +15,7 @@ from typing import Any
 
 from matchbench.config import check_names
 from matchbench.layout import Layout
-from matchbench.tracks import Recipe, Track
+from matchbench.tracks import SIDES, Recipe, Track
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr", "knn_acc")
 PLOT_COLUMNS = ("loss", "knn_acc")
@@ -72,7 +72,7 @@ def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
     """The metrics documents of every model, and the side files they name (mined pairs, logs)."""
     block = cfg["tracks"]["ssl"]
     ds = block["dataset"]
-    files = [layout.metrics("ssl", ds, m) for m in models(block)]
+    files = [layout.metrics("ssl", ds, m, side) for m in models(block) for side in SIDES]
     for b in block["backbones"]:
         files += [
             layout.mined(ds, sampler_model(block, b), f) for f in ("pairs.parquet", "stats.json")

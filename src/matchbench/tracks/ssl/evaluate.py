@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from matchbench import per_query
 from matchbench.errors import MatchbenchError
 from matchbench.features import read_features
 from matchbench.images import read_index
 from matchbench.layout import Layout, split_model
-from matchbench.metrics import knn_classify, linear_probe_predict, per_category, summarise
+from matchbench.metrics import knn_classify, linear_probe_predict, per_category
+from matchbench.per_query import PerQuery
 from matchbench.tracks.ssl import sampler_model
 
 
@@ -38,19 +40,25 @@ def _split(
 def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     layout = Layout.of(cfg)
     features = args.features or Path(layout.features(args.dataset, args.model))
-    doc = evaluate_ssl(cfg, features, Path(layout.index(args.dataset)))
+    pq = PerQuery()
+    doc = evaluate_ssl(cfg, features, Path(layout.index(args.dataset)), pq)
+    doc["artifacts"] = {per_query.ROLE: pq.write(args.out)}
     backbone, recipe = split_model(args.model)
     if recipe == "ssl-spp":  # the mined pairs it trained with, and their statistics
         mined = sampler_model(cfg["tracks"]["ssl"], backbone)
-        doc["artifacts"] = {
+        doc["artifacts"] |= {
             "pairs": layout.mined(args.dataset, mined, "pairs.parquet"),
             "mining_stats": layout.mined(args.dataset, mined, "stats.json"),
         }
     return doc
 
 
-def evaluate_ssl(cfg: dict[str, Any], features: Path, index_path: Path) -> dict[str, Any]:
-    """kNN (weighted vote, k and T from config) and linear-probe accuracy on frozen features."""
+def evaluate_ssl(
+    cfg: dict[str, Any], features: Path, index_path: Path, pq: PerQuery | None = None
+) -> dict[str, Any]:
+    """kNN (weighted vote, k and T from config) and linear-probe accuracy on frozen features;
+    the per-image values go to ``pq`` (keyed by image id) when given."""
+    pq = pq or PerQuery()
     ecfg = cfg["tracks"]["ssl"]["evaluate"]
     feats, ids, meta = read_features(features)
     index = read_index(index_path)
@@ -74,8 +82,8 @@ def evaluate_ssl(cfg: dict[str, Any], features: Path, index_path: Path) -> dict[
         "model": meta["model"],
         "split": ecfg["test_split"],
         "metrics": {
-            "knn_acc": summarise(knn, n_boot, seed),
-            "linear_acc": summarise(probe, n_boot, seed),
+            "knn_acc": pq.summarise("knn_acc", test_rows["id"], knn, n_boot, seed),
+            "linear_acc": pq.summarise("linear_acc", test_rows["id"], probe, n_boot, seed),
         },
         "per_category": {
             "knn_acc": per_category(knn, classes),
