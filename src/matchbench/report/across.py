@@ -38,13 +38,20 @@ def headline_results(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalised(rows: pd.DataFrame) -> pd.DataFrame:
-    """Models × columns of value / best value of the column (NaN where not evaluated);
-    columns in (task, dataset, metric) order, models by name."""
+    """Models × columns of value / best value of the column (NaN where not evaluated; 1 in a
+    column where every model scores 0); columns in (task, dataset, metric) order, models by
+    name."""
     grid = rows.pivot_table(index="model", columns="column", values="value", aggfunc="first")
     order = rows.drop_duplicates("column").sort_values(["task", "dataset", "metric"])["column"]
     grid = grid[list(order)].sort_index()
-    best = grid.max(axis=0)
-    return grid / best.where(best > 0)
+    out = grid.copy()
+    for column in grid.columns:
+        best = grid[column].max()
+        # A column where every model scores 0 has them all at its best.
+        out[column] = (
+            grid[column] / best if best > 0 else grid[column].where(grid[column].isna(), 1.0)
+        )
+    return out
 
 
 def rank_correlations(grid: pd.DataFrame) -> pd.DataFrame:
