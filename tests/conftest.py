@@ -23,8 +23,11 @@ fixture teardown.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -281,3 +284,88 @@ def strip_progress(stderr: str) -> str:
     return "".join(
         line for line in stderr.splitlines(keepends=True) if not _PROGRESS_LINE.match(line)
     )
+
+
+# --------------------------------------------------------------------------- the tiny DAG, run once
+
+TINY_REL = "tests/configs/tiny.yaml"
+
+
+def dvc_env(home: Path) -> dict[str, str]:
+    """This interpreter's tools first on PATH; git, DVC and Snakemake kept away from the real
+    home, caches and network."""
+    (home / "dvc-global").mkdir(parents=True, exist_ok=True)
+    (home / "dvc-global" / "config").write_text(
+        "[core]\n    analytics = false\n    check_update = false\n"
+    )
+    e = dict(os.environ)
+    e.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}",
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        DVC_NO_ANALYTICS="1",
+        DVC_GLOBAL_CONFIG_DIR=str(home / "dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(home / "dvc-system"),
+        DVC_SITE_CACHE_DIR=str(home / "dvc-site-cache"),
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    return e
+
+
+def run_in(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run a command; on failure, fail the test with the last 40 lines of its output."""
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        pytest.fail(f"{' '.join(argv)} exited {proc.returncode} in {cwd}:\n{tail}")
+    return proc.stdout + proc.stderr
+
+
+def dvc_repo(dest: Path, env: dict[str, str]) -> Path:
+    """A git + DVC repository holding the workflow, its configs, the package's sources (each
+    stage depends on the modules it runs) and dvc.yaml for the tiny config."""
+    for name in ("workflow", "config", "envs", "tests/configs"):
+        shutil.copytree(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(ROOT / "src", dest / "src", ignore=ignore)
+    for name in (".gitignore", ".dvcignore"):
+        shutil.copy2(ROOT / name, dest / name)
+    run_in(["git", "init", "-q"], dest, env)
+    run_in(["dvc", "init", "-q"], dest, env)
+    run_in(["matchbench", "dvc-export", "--configfile", TINY_REL], dest, env)
+    return dest
+
+
+@dataclass(frozen=True)
+class TinyRuns:
+    """The tiny DAG run once by `snakemake` and once by `dvc repro`, side by side (one core
+    each), in two git + DVC repositories; ``pristine`` is a copy of the Snakemake one taken as
+    soon as it finished (mtimes kept), for tests that change their workspace."""
+
+    env: dict[str, str]
+    snakemake: Path
+    dvc: Path
+    pristine: Path
+    tmp: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
+    """One run of the tiny DAG per tool for the whole session: test_dvc compares the two,
+    test_pipeline works on a copy of Snakemake's."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    env = dvc_env(tmp / "home")
+    smk = dvc_repo(tmp / "snakemake", env)
+    dvc = dvc_repo(tmp / "dvc", env)
+    argv = ["snakemake", "--cores", "1", "--configfile", TINY_REL]
+    proc = subprocess.Popen(argv, cwd=smk, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        run_in(["dvc", "repro"], dvc, env)
+    finally:
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        pytest.fail(f"snakemake exited {proc.returncode}:\n" + "\n".join(out.splitlines()[-40:]))
+    pristine = tmp / "pristine"
+    shutil.copytree(smk, pristine, symlinks=True)  # copy2: file and folder mtimes kept
+    return TinyRuns(env=env, snakemake=smk, dvc=dvc, pristine=pristine, tmp=tmp)

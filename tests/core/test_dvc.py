@@ -1,7 +1,7 @@
 """DVC runs the DAG that Snakemake runs, and shares its results.
 
 In two temporary git + DVC repositories the tiny config runs once through `snakemake` and once
-through `dvc repro` of the exported dvc.yaml (side by side). Their metrics must be the same bytes;
+through `dvc repro` of the exported dvc.yaml (side by side: the session's `tiny_runs`). Their metrics must be the same bytes;
 DVC must list the metrics and draw the learning curves; and results pushed to a DVC remote and
 pulled back into an emptied workspace must leave both DVC and Snakemake with nothing to do: the
 mtime pitfall of treeverse/dvc#8602 (docs/dvc.md).
@@ -13,14 +13,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TinyRuns
+from conftest import run_in as run
 
 pytestmark = pytest.mark.slow
 
@@ -35,50 +35,6 @@ class Workspaces:
     snakemake: Path  # results made by `snakemake`, recorded with `dvc commit`
     dvc: Path  # results made by `dvc repro`
     tmp: Path
-
-
-def make_env(home: Path) -> dict[str, str]:
-    """Keep git, DVC and Snakemake away from the real home, caches and network."""
-    (home / "dvc-global").mkdir(parents=True)
-    (home / "dvc-global" / "config").write_text(
-        "[core]\n    analytics = false\n    check_update = false\n"
-    )
-    e = dict(os.environ)
-    e.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}",
-        HOME=str(home),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        DVC_NO_ANALYTICS="1",
-        DVC_GLOBAL_CONFIG_DIR=str(home / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(home / "dvc-system"),
-        DVC_SITE_CACHE_DIR=str(home / "dvc-site-cache"),
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    return e
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        pytest.fail(f"{' '.join(argv)} exited {proc.returncode} in {cwd}:\n{tail}")
-    return proc.stdout + proc.stderr
-
-
-def new_repo(dest: Path, env: dict[str, str]) -> Path:
-    """A git + DVC repository holding the workflow, its configs, the package's sources (each
-    stage depends on the modules it runs) and dvc.yaml for the tiny config."""
-    for name in ("workflow", "config", "envs", "tests/configs"):
-        shutil.copytree(ROOT / name, dest / name)
-    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
-    shutil.copytree(ROOT / "src", dest / "src", ignore=ignore)
-    for name in (".gitignore", ".dvcignore"):
-        shutil.copy2(ROOT / name, dest / name)
-    run(["git", "init", "-q"], dest, env)
-    run(["dvc", "init", "-q"], dest, env)
-    run(["matchbench", "dvc-export", "--configfile", TINY], dest, env)
-    return dest
 
 
 def age_outputs_downstream(ws: Path) -> None:
@@ -105,23 +61,13 @@ def documents(ws: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Workspaces:
-    tmp = tmp_path_factory.mktemp("dvc")
-    env = make_env(tmp / "home")
-    smk = new_repo(tmp / "snakemake", env)
-    dvc = new_repo(tmp / "dvc", env)
-    # One core each: the two runs share the machine's two.
-    argv = ["snakemake", "--cores", "1", "--configfile", TINY]
-    proc = subprocess.Popen(argv, cwd=smk, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        run(["dvc", "repro"], dvc, env)
-    finally:
-        out, _ = proc.communicate()
-    if proc.returncode != 0:
-        pytest.fail(f"snakemake exited {proc.returncode}:\n" + "\n".join(out.splitlines()[-40:]))
-    # Results made by Snakemake enter DVC without rerunning anything.
-    run(["dvc", "commit", "--force"], smk, env)
-    return Workspaces(env=env, snakemake=smk, dvc=dvc, tmp=tmp)
+def workspaces(tiny_runs: TinyRuns) -> Workspaces:
+    """The session's two runs of the tiny DAG (conftest.tiny_runs: `snakemake` and `dvc repro`
+    side by side); results made by Snakemake enter DVC without rerunning anything."""
+    run(["dvc", "commit", "--force"], tiny_runs.snakemake, tiny_runs.env)
+    return Workspaces(
+        env=tiny_runs.env, snakemake=tiny_runs.snakemake, dvc=tiny_runs.dvc, tmp=tiny_runs.tmp
+    )
 
 
 def test_dvc_repro_reproduces_snakemake_metrics(workspaces: Workspaces) -> None:

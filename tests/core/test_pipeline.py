@@ -3,8 +3,9 @@ docs/contracts.md says, a second run has nothing to do, a job reruns exactly whe
 or code it reads changes (never for the config file's name), and an extraction killed with
 SIGKILL leaves nothing that looks complete and resumes to the same bytes as an uninterrupted run.
 
-The workspace holds its own copy of the package (``src/``, first on ``PYTHONPATH``) so that a
-test can edit a stage's module as a developer would."""
+The workspace is a copy of the session's Snakemake run (``conftest.tiny_runs``) and holds its own
+copy of the package (``src/``, first on ``PYTHONPATH``) so that a test can edit a stage's module
+as a developer would."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import TinyRuns
 
 pytestmark = pytest.mark.slow
 
@@ -46,23 +48,13 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def copy_workflow(dest: Path) -> Path:
-    """What a run needs from the repository: the workflow, its conda env, the configs, .gitignore,
-    and the package's sources."""
-    for name in ("workflow", "config", "envs", "tests/configs"):
-        shutil.copytree(ROOT / name, dest / name)
-    shutil.copytree(
-        ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
-    )
-    shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
-    return dest
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the workflow after one full `snakemake` run of the tiny config."""
-    ws = copy_workflow(tmp_path_factory.mktemp("pipeline"))
-    run(["snakemake", "--cores", "2", "--configfile", TINY], ws)
+def workspace(tiny_runs: TinyRuns, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the workflow after one full `snakemake` run of the tiny config: the session's
+    (conftest.tiny_runs, also compared with `dvc repro` by test_dvc), copied with its mtimes
+    and Snakemake's records so that this module's edits and kills stay its own."""
+    ws = tmp_path_factory.mktemp("pipeline") / "ws"
+    shutil.copytree(tiny_runs.pristine, ws, symlinks=True)
     return ws
 
 
