@@ -241,6 +241,21 @@ def bold_best(values: list[float | None]) -> list[bool]:
     return [v == max(present) for v in shown]
 
 
+def entry_cell(entry: dict | None, bold: bool = False, mark: bool = False) -> Cell:
+    """A metrics document's entry (``{value, ci_low, ci_high}``, bounds null where there is no
+    interval) as a value (CI) cell; ``None`` is a missing entry."""
+    if entry is None:
+        return Cell(MISSING)
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    return Cell(
+        with_ci(
+            entry["value"], math.nan if low is None else low, math.nan if high is None else high
+        ),
+        bold,
+        mark,
+    )
+
+
 def ci_cells(entries: list[pd.Series | None]) -> list[Cell]:
     """A column of value (CI) cells, the best value bold; ``None`` is a missing entry."""
     bold = bold_best([None if r is None else float(r["value"]) for r in entries])

@@ -23,7 +23,13 @@ from matchbench.images import read_index
 from matchbench.report.figures import BAD, GOOD, Plot, figure, short, text, thumbnail
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
-from matchbench.report.tables import MISSING, Cell, Table, bold_best, marked_caption, with_ci
+from matchbench.report.tables import (
+    Cell,
+    Table,
+    bold_best,
+    entry_cell,
+    marked_caption,
+)
 from matchbench.tracks.cir.methods import block, split_method
 
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {  # benchmark -> ((metric, header), ...)
@@ -92,24 +98,10 @@ def benchmark_table(
     for metric, _ in cols:
         values = [(_value(d.doc, metric) or {}).get("value") for d in docs]
         bold = bold_best(values)
-        cells = []
-        for d, b in zip(docs, bold, strict=True):
-            m = _value(d.doc, metric)
-            if m is None:
-                cells.append(Cell(MISSING))
-                continue
-            low, high = m.get("ci_low"), m.get("ci_high")
-            cells.append(
-                Cell(
-                    with_ci(
-                        m["value"],
-                        math.nan if low is None else low,
-                        math.nan if high is None else high,
-                    ),
-                    b,
-                    (d.task, d.dataset, d.model, metric) in tied,
-                )
-            )
+        cells = [
+            entry_cell(_value(d.doc, metric), b, (d.task, d.dataset, d.model, metric) in tied)
+            for d, b in zip(docs, bold, strict=True)
+        ]
         columns.append(cells)
     rows = []
     for i, d in enumerate(docs):

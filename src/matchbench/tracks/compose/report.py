@@ -19,7 +19,7 @@ from matchbench.layout import split_model
 from matchbench.report.figures import Plot, figure, grouped_bars, legend, percent_axis
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
-from matchbench.report.tables import MISSING, Cell, Table, marked_caption, with_ci
+from matchbench.report.tables import Cell, Table, entry_cell, marked_caption
 from matchbench.tracks.compose.variants import PREFIX, resolve
 from matchbench.tracks.compose.variants import block as compose_block
 
@@ -46,15 +46,8 @@ def variant_label(blk: dict[str, Any], model: str) -> str:
 
 
 def _cell(doc: dict[str, Any], metric: str, tied: frozenset[tuple[str, str, str, str]]) -> Cell:
-    m = doc["metrics"].get(metric)
-    if m is None:
-        return Cell(MISSING)
-    low = m.get("ci_low")
-    high = m.get("ci_high")
-    low = math.nan if low is None else low
-    high = math.nan if high is None else high
     key = (doc["task"], doc["dataset"], doc["model"], metric)
-    return Cell(with_ci(m["value"], low, high), mark=key in tied)
+    return entry_cell(doc["metrics"].get(metric), mark=key in tied)
 
 
 def ablation_table(
