@@ -93,3 +93,31 @@ def tied_with_best(tests: pd.DataFrame) -> frozenset[Key]:
     return frozenset(
         (str(r.task), str(r.dataset), str(r.model), str(r.metric)) for r in tied.itertuples()
     )
+
+
+def compare(
+    a: MetricsDoc, b: MetricsDoc, metric: str, n_boot: int, seed: int
+) -> dict[str, Any] | None:
+    """The paired test of ``a`` minus ``b`` on ``metric`` (:func:`metrics.paired_bootstrap`), or
+    None where either lacks per-query values of it or their queries (or groups) differ."""
+    values = []
+    for d in (a, b):
+        path = d.artifact(per_query.ROLE)
+        if path is None or n_boot < 1:
+            return None
+        df = per_query.read(path)
+        values.append(df[df["metric"] == metric].sort_values("query", kind="mergesort"))
+    x, y = values
+    if (
+        x.empty
+        or x[["query", "group"]].to_numpy().tolist() != y[["query", "group"]].to_numpy().tolist()
+    ):
+        return None
+    grouped = (x["group"] != "").any()
+    return metrics.paired_bootstrap(
+        x["value"].to_numpy(),
+        y["value"].to_numpy(),
+        x["group"].to_numpy() if grouped else None,
+        n_boot=n_boot,
+        seed=seed,
+    )

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from matchbench.images import read_index
+from matchbench.report import paired
 from matchbench.report.figures import BAD, GOOD, Plot, figure, short, text, thumbnail
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
@@ -128,15 +129,20 @@ def benchmark_table(
     )
 
 
-def gain_note(bench: str, dataset: str, docs: list[MetricsDoc]) -> str | None:
-    """By how much the two-stage recipe beats Pic2Word (and clears the baselines' CIs)."""
+def gain_note(
+    bench: str, dataset: str, docs: list[MetricsDoc], n_boot: int = 0, seed: int = 0
+) -> str | None:
+    """By how much the two-stage recipe beats Pic2Word, whether its interval clears the
+    baselines', and (with ``n_boot`` draws) the paired test against each baseline on the same
+    queries."""
     metric = HEADLINE[bench]
     for frozen in dict.fromkeys(split_method(d.model)[0] for d in docs):
-        by = {
-            split_method(d.model)[1]: d.doc["metrics"][metric]
+        mine = {
+            split_method(d.model)[1]: d
             for d in docs
             if split_method(d.model)[0] == frozen and metric in d.doc["metrics"]
         }
+        by = {method: d.doc["metrics"][metric] for method, d in mine.items()}
         two = by.get("two-stage")
         if two is None:
             continue
@@ -157,6 +163,17 @@ def gain_note(bench: str, dataset: str, docs: list[MetricsDoc]) -> str | None:
                 if len(clear) == len(base)
                 else f"its interval overlaps those of {', '.join(NAMES[m] for m in base if m not in clear)}"
             )
+            tests = [
+                (m, paired.compare(mine["two-stage"], mine[m], metric, n_boot, seed)) for m in base
+            ]
+            shown = [
+                f"{NAMES[m]} {t['delta'] * 100:+.1f} points (95% CI {t['ci_low'] * 100:+.1f} to "
+                f"{t['ci_high'] * 100:+.1f}, p = {t['p']:.3f})"
+                for m, t in tests
+                if t is not None
+            ]
+            if shown:
+                parts.append("paired over the same queries, against " + ", ".join(shown))
         return (
             f"{dataset} ({frozen}): two-stage {metric} {two['value'] * 100:.1f}%, "
             + "; ".join(parts)
@@ -229,7 +246,8 @@ def section(docs: tuple[MetricsDoc, ...], ctx: Context) -> Section:
             if not part:
                 continue
             tables.append(benchmark_table(blk, dataset, bench, part, ctx.tied))
-            if note := gain_note(bench, dataset, part):
+            n_boot = ctx.cfg["report"]["paired_bootstrap"]
+            if note := gain_note(bench, dataset, part, n_boot, ctx.cfg["seed"]):
                 notes.append(note)
         if plot := examples_figure(dataset, mine, ctx):
             plots.append(plot)
