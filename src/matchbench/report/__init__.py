@@ -90,7 +90,9 @@ class ReportInputs:
     results: pd.DataFrame
     train_logs: pd.DataFrame
     published: pd.DataFrame | None = None
-    # Paired bootstrap tests of each model against its column's best (report.paired)
+    # The documents' per-query values (report.paired.read_values), and the paired bootstrap
+    # tests of each model against its column's best
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)
     tests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=paired.COLUMNS))
 
 
@@ -99,6 +101,7 @@ def read_inputs(cfg: dict[str, Any], metrics: list[Path]) -> ReportInputs:
     docs = sorted(read_metrics_docs(metrics), key=lambda d: (d.task, d.dataset, d.model))
     published = cfg["report"]["published"]
     results = metrics_table(docs)
+    values = paired.read_values(docs)
     n_boot = cfg["report"]["paired_bootstrap"]
     return ReportInputs(
         cfg=cfg,
@@ -106,7 +109,8 @@ def read_inputs(cfg: dict[str, Any], metrics: list[Path]) -> ReportInputs:
         results=results,
         train_logs=gather_train_logs(docs),
         published=read_published(published) if published else None,
-        tests=paired.versus_best(results, paired.read_values(docs), n_boot, cfg["seed"]),
+        values=values,
+        tests=paired.versus_best(results, values, n_boot, cfg["seed"]),
     )
 
 
@@ -135,6 +139,7 @@ def write_report(
         colors=colors,
         results=results,
         tied=tied,
+        values=inputs.values,
     )
     by_task = track_sections(inputs.docs, ctx)
     replaced = {task for task, s in by_task if not s.in_main_results}

@@ -19,10 +19,10 @@ import pandas as pd
 
 from matchbench import metrics, per_query
 from matchbench.report.gather import MetricsDoc
+from matchbench.report.tables import ResultKey
 
 ALPHA = 0.05  # tables.MARK_CAPTION and the 'Paired tests' table say p >= 0.05
 COLUMNS = ["task", "dataset", "metric", "model", "best", "delta", "ci_low", "ci_high", "p", "n"]
-Key = tuple[str, str, str, str]  # task, dataset, model, metric
 
 
 def read_values(docs: Iterable[MetricsDoc]) -> pd.DataFrame:
@@ -46,39 +46,24 @@ def versus_best(
     ``delta`` (model minus best, fractions), its paired 95% interval, ``p`` and ``n`` queries.
     Sorted by task, dataset, metric, model."""
     rows: list[dict[str, Any]] = []
-    if n_boot > 0 and not values.empty:
-        by_key = {k: g for k, g in values.groupby(["task", "dataset", "metric"], sort=True)}
-        for (task, dataset, metric), group in by_key.items():
-            models = sorted(group["model"].unique())
-            if len(models) < 2:
+    if n_boot < 1 or values.empty:
+        return pd.DataFrame(rows, columns=COLUMNS)
+    for (task, dataset, metric), group in values.groupby(["task", "dataset", "metric"]):
+        models = sorted(group["model"].unique())
+        shown = results[
+            (results["task"] == task)
+            & (results["dataset"] == dataset)
+            & (results["metric"] == metric)
+            & results["model"].isin(models)
+        ].sort_values(["value", "model"], ascending=[False, True], kind="mergesort")
+        if len(shown) < 2:
+            continue
+        best = str(shown["model"].iloc[0])
+        for model in models:
+            if model == best:
                 continue
-            shown = results[
-                (results["task"] == task)
-                & (results["dataset"] == dataset)
-                & (results["metric"] == metric)
-                & results["model"].isin(models)
-            ].sort_values(["value", "model"], ascending=[False, True], kind="mergesort")
-            if len(shown) < 2:
-                continue
-            best = str(shown["model"].iloc[0])
-            ref = group[group["model"] == best].sort_values("query", kind="mergesort")
-            for model in models:
-                if model == best:
-                    continue
-                other = group[group["model"] == model].sort_values("query", kind="mergesort")
-                same = other["query"].tolist() == ref["query"].tolist() and (
-                    other["group"].tolist() == ref["group"].tolist()
-                )
-                if not same:
-                    continue
-                grouped = (ref["group"] != "").any()
-                test = metrics.paired_bootstrap(
-                    other["value"].to_numpy(),
-                    ref["value"].to_numpy(),
-                    ref["group"].to_numpy() if grouped else None,
-                    n_boot=n_boot,
-                    seed=seed,
-                )
+            test = _paired(_of(group, model), _of(group, best), n_boot, seed)
+            if test is not None:
                 rows.append(
                     {"task": task, "dataset": dataset, "metric": metric, "model": model}
                     | {"best": best}
@@ -87,7 +72,7 @@ def versus_best(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def tied_with_best(tests: pd.DataFrame) -> frozenset[Key]:
+def tied_with_best(tests: pd.DataFrame) -> frozenset[ResultKey]:
     """(task, dataset, model, metric) of the results the tests cannot separate from the best."""
     tied = tests[tests["p"] >= ALPHA]
     return frozenset(
@@ -96,22 +81,28 @@ def tied_with_best(tests: pd.DataFrame) -> frozenset[Key]:
 
 
 def compare(
-    a: MetricsDoc, b: MetricsDoc, metric: str, n_boot: int, seed: int
+    values: pd.DataFrame, a: ResultKey, b: ResultKey, n_boot: int, seed: int
 ) -> dict[str, Any] | None:
-    """The paired test of ``a`` minus ``b`` on ``metric`` (:func:`metrics.paired_bootstrap`), or
-    None where either lacks per-query values of it or their queries (or groups) differ."""
-    values = []
-    for d in (a, b):
-        path = d.artifact(per_query.ROLE)
-        if path is None or n_boot < 1:
-            return None
-        df = per_query.read(path)
-        values.append(df[df["metric"] == metric].sort_values("query", kind="mergesort"))
-    x, y = values
-    if (
-        x.empty
-        or x[["query", "group"]].to_numpy().tolist() != y[["query", "group"]].to_numpy().tolist()
-    ):
+    """The paired test of result ``a`` minus result ``b`` (:func:`metrics.paired_bootstrap`),
+    from :func:`read_values`; None where either has no per-query values or their queries (or
+    groups) differ, or with no draws."""
+    if n_boot < 1:
+        return None
+    x, y = (_of(values, model, task, dataset, metric) for task, dataset, model, metric in (a, b))
+    return _paired(x, y, n_boot, seed)
+
+
+def _of(values: pd.DataFrame, model: str, *where: str) -> pd.DataFrame:
+    """One model's rows of ``values`` (and of one task, dataset and metric), by query."""
+    keep = values["model"] == model
+    for column, value in zip(("task", "dataset", "metric"), where, strict=False):
+        keep &= values[column] == value
+    return values[keep].sort_values("query", kind="mergesort")
+
+
+def _paired(x: pd.DataFrame, y: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any] | None:
+    same = x["query"].tolist() == y["query"].tolist() and x["group"].tolist() == y["group"].tolist()
+    if x.empty or not same:
         return None
     grouped = (x["group"] != "").any()
     return metrics.paired_bootstrap(

@@ -10,14 +10,14 @@ figures into ``ctx.figures`` and returns its tables as data: the frame writes th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from matchbench.layout import Layout
-from matchbench.report.tables import Table
+from matchbench.report.tables import ResultKey, Table
 
 if TYPE_CHECKING:  # figures imports matplotlib; a section's type only needs the name
     from matchbench.report.figures import Plot
@@ -35,7 +35,10 @@ class Context:
     results: pd.DataFrame  # the tidy results of every task (results.csv)
     # (task, dataset, model, metric) a paired test cannot separate from the column's best: a
     # section marks these cells (Cell.mark; matchbench.report.paired)
-    tied: frozenset[tuple[str, str, str, str]] = frozenset()
+    tied: frozenset[ResultKey] = frozenset()
+    # every document's per-query values (matchbench.report.paired.read_values), for a section's
+    # own paired comparisons (paired.compare)
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ MISSING = "—"
 
 
 MARK = "†"  # a result a paired bootstrap cannot separate from its column's best
+ResultKey = tuple[str, str, str, str]  # (task, dataset, model, metric): one cell of results.csv
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,7 @@ def results_csv(results: pd.DataFrame) -> str:
 # --- table builders -----------------------------------------------------------------------
 
 
-def main_tables(
-    results: pd.DataFrame, tied: frozenset[tuple[str, str, str, str]] = frozenset()
-) -> list[Table]:
+def main_tables(results: pd.DataFrame, tied: frozenset[ResultKey] = frozenset()) -> list[Table]:
     """One table per (task, dataset): rows are models, columns metrics, best per column bold.
 
     Higher is better for every metric in the contract (accuracies, recall, mAP, ...). The

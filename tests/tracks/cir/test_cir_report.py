@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from matchbench.per_query import PerQuery
+from matchbench.report import paired
 from matchbench.report.gather import MetricsDoc
 from matchbench.tracks.cir.report import gain_note
 
@@ -34,13 +35,14 @@ def test_the_note_gives_the_paired_test_against_each_baseline(tmp_path: Path) ->
         _doc(tmp_path, "pic2word", image, ids),
         _doc(tmp_path, "two-stage", two, ids),
     ]
-    note = gain_note("cirr", "cirr", docs, n_boot=500, seed=0)
+    values = paired.read_values(docs)
+    note = gain_note("cirr", "cirr", docs, values, n_boot=500, seed=0)
     assert note is not None and note.startswith("cirr (clip): two-stage recall@1 ")
     assert "+10.0 points over the Pic2Word-style mapping" in note
     assert "against image only +10.0 points (95% CI +" in note  # the lower end is above 0
-    paired = note.split("paired over the same queries")[1]
-    p_image = float(paired.split("p = ")[1].split(")")[0])
+    after = note.split("paired over the same queries")[1]
+    p_image = float(after.split("p = ")[1].split(")")[0])
     assert p_image < 0.05
-    assert "text only" in paired
+    assert "text only" in after
     # Without draws (report.paired_bootstrap: 0) the note keeps only the unpaired comparison.
-    assert "paired" not in gain_note("cirr", "cirr", docs)
+    assert "paired" not in gain_note("cirr", "cirr", docs, values, n_boot=0)

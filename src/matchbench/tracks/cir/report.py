@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from matchbench.images import read_index
@@ -26,6 +27,7 @@ from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
 from matchbench.report.tables import (
     Cell,
+    ResultKey,
     Table,
     bold_best,
     entry_cell,
@@ -89,7 +91,7 @@ def benchmark_table(
     dataset: str,
     bench: str,
     docs: list[MetricsDoc],
-    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+    tied: frozenset[ResultKey] = frozenset(),
 ) -> Table:
     """The benchmark's table in its papers' layout; ``tied`` marks what a paired test cannot
     separate from a column's best (``Context.tied``)."""
@@ -130,7 +132,12 @@ def benchmark_table(
 
 
 def gain_note(
-    bench: str, dataset: str, docs: list[MetricsDoc], n_boot: int = 0, seed: int = 0
+    bench: str,
+    dataset: str,
+    docs: list[MetricsDoc],
+    values: pd.DataFrame | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> str | None:
     """By how much the two-stage recipe beats Pic2Word, whether its interval clears the
     baselines', and (with ``n_boot`` draws) the paired test against each baseline on the same
@@ -163,8 +170,11 @@ def gain_note(
                 if len(clear) == len(base)
                 else f"its interval overlaps those of {', '.join(NAMES[m] for m in base if m not in clear)}"
             )
+            key = {m: (d.task, d.dataset, d.model, metric) for m, d in mine.items()}
             tests = [
-                (m, paired.compare(mine["two-stage"], mine[m], metric, n_boot, seed)) for m in base
+                (m, paired.compare(values, key["two-stage"], key[m], n_boot, seed))
+                for m in base
+                if values is not None
             ]
             shown = [
                 f"{NAMES[m]} {t['delta'] * 100:+.1f} points (95% CI {t['ci_low'] * 100:+.1f} to "
@@ -247,7 +257,7 @@ def section(docs: tuple[MetricsDoc, ...], ctx: Context) -> Section:
                 continue
             tables.append(benchmark_table(blk, dataset, bench, part, ctx.tied))
             n_boot = ctx.cfg["report"]["paired_bootstrap"]
-            if note := gain_note(bench, dataset, part, n_boot, ctx.cfg["seed"]):
+            if note := gain_note(bench, dataset, part, ctx.values, n_boot, ctx.cfg["seed"]):
                 notes.append(note)
         if plot := examples_figure(dataset, mine, ctx):
             plots.append(plot)

@@ -19,7 +19,7 @@ from matchbench.layout import split_model
 from matchbench.report.figures import Plot, figure, grouped_bars, legend, percent_axis
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
-from matchbench.report.tables import Cell, Table, entry_cell, marked_caption
+from matchbench.report.tables import Cell, ResultKey, Table, entry_cell, marked_caption
 from matchbench.tracks.compose.variants import PREFIX, resolve
 from matchbench.tracks.compose.variants import block as compose_block
 
@@ -45,7 +45,7 @@ def variant_label(blk: dict[str, Any], model: str) -> str:
     return label + (" + hard negatives" if v.hard_negatives else "")
 
 
-def _cell(doc: dict[str, Any], metric: str, tied: frozenset[tuple[str, str, str, str]]) -> Cell:
+def _cell(doc: dict[str, Any], metric: str, tied: frozenset[ResultKey]) -> Cell:
     key = (doc["task"], doc["dataset"], doc["model"], metric)
     return entry_cell(doc["metrics"].get(metric), mark=key in tied)
 
@@ -54,7 +54,7 @@ def ablation_table(
     blk: dict[str, Any],
     dataset: str,
     docs: list[MetricsDoc],
-    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+    tied: frozenset[ResultKey] = frozenset(),
 ) -> Table:
     order = {m: i for i, m in enumerate(_models(blk))}
     docs = sorted(docs, key=lambda d: (order.get(d.model, len(order)), d.model))

@@ -12,6 +12,7 @@ from matchbench.report.names import ordered_models, slug
 from matchbench.report.tables import (
     MISSING,
     Cell,
+    ResultKey,
     Table,
     bold_best,
     ci_cells,
@@ -59,7 +60,7 @@ def _variant_names(corr: Correspondence) -> str:
 def correspondence_table(
     results: pd.DataFrame,
     corr: Correspondence,
-    tied: frozenset[tuple[str, str, str, str]] = frozenset(),
+    tied: frozenset[ResultKey] = frozenset(),
 ) -> Table:
     """The unified benchmark's main table (Zhang et al. 2025, "Semantic Correspondence:
     Unified Benchmarking and a Strong Baseline", Tab. 1): rows are models, frozen backbones
