@@ -732,17 +732,8 @@ def paired_bootstrap(
     _check_bootstrap(n_boot, confidence, "paired bootstrap")
     d = x - y
     names = sorted(set(g.tolist()))
-    rng = np.random.default_rng(seed)
-    stats = np.zeros(n_boot, dtype=np.float64)
-    delta = 0.0
-    for name in names:
-        z = d[g == name]
-        delta += z.mean()
-        rows = max(1, (1 << 22) // z.size)  # bound the (draws x items) temporary
-        for s in range(0, n_boot, rows):
-            idx = rng.integers(0, z.size, size=(min(rows, n_boot - s), z.size))
-            stats[s : s + idx.shape[0]] += z[idx].mean(axis=1)
-    stats /= len(names)
+    delta = sum(d[g == name].mean() for name in names)
+    stats = _stratified_means(d, g, names, n_boot, seed)
     low, high = _percentiles(stats, confidence)
     p = min(1.0, 2.0 * min(float((stats <= 0).mean()), float((stats >= 0).mean())))
     return {
@@ -802,16 +793,25 @@ def macro_summary(
     if n_boot < 1:
         raise MatchbenchError(f"macro average: n_boot must be >= 1, got {n_boot}")
     names = sorted(set(g.tolist()))
+    means = [v[g == name].mean() for name in names]
+    stats = _stratified_means(v, g, names, n_boot, seed)
+    lo, hi = np.percentile(stats, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return {"value": float(np.mean(means)), "ci_low": float(lo), "ci_high": float(hi), "n": v.size}
+
+
+def _stratified_means(
+    v: np.ndarray, g: np.ndarray, names: list[Any], n_boot: int, seed: int
+) -> np.ndarray:
+    """``n_boot`` draws of the mean of per-group means, each group's items resampled with
+    replacement (its size kept), groups in the order of ``names``, from one
+    ``np.random.default_rng(seed)`` stream: the draws of :func:`macro_summary` and
+    :func:`paired_bootstrap`."""
     rng = np.random.default_rng(seed)
     stats = np.zeros(n_boot, dtype=np.float64)
-    means = []
     for name in names:
         x = v[g == name]
-        means.append(x.mean())
         rows = max(1, (1 << 22) // x.size)  # bound the (draws x items) temporary
         for s in range(0, n_boot, rows):
             idx = rng.integers(0, x.size, size=(min(rows, n_boot - s), x.size))
             stats[s : s + idx.shape[0]] += x[idx].mean(axis=1)
-    stats /= len(names)
-    lo, hi = np.percentile(stats, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return {"value": float(np.mean(means)), "ci_low": float(lo), "ci_high": float(hi), "n": v.size}
+    return stats / len(names)

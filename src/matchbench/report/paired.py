@@ -19,9 +19,8 @@ import pandas as pd
 
 from matchbench import metrics, per_query
 from matchbench.report.gather import MetricsDoc
-from matchbench.report.tables import ResultKey
+from matchbench.report.tables import ALPHA, ResultKey
 
-ALPHA = 0.05  # tables.MARK_CAPTION and the 'Paired tests' table say p >= 0.05
 COLUMNS = ["task", "dataset", "metric", "model", "best", "delta", "ci_low", "ci_high", "p", "n"]
 
 

@@ -25,6 +25,7 @@ MISSING = "—"
 
 
 MARK = "†"  # a result a paired bootstrap cannot separate from its column's best
+ALPHA = 0.05  # ... at this level: p >= ALPHA (matchbench.report.paired)
 ResultKey = tuple[str, str, str, str]  # (task, dataset, model, metric): one cell of results.csv
 
 
@@ -190,7 +191,7 @@ def published_table(published: pd.DataFrame, results: pd.DataFrame) -> Table:
 
 MARK_CAPTION = (
     f"{MARK}: not separable from the column's best by a paired bootstrap over the same "
-    "queries (p ≥ 0.05; the table 'Paired tests')."
+    f"queries (p ≥ {ALPHA}; the table 'Paired tests')."
 )
 
 
@@ -210,7 +211,7 @@ def paired_table(tests: pd.DataFrame) -> Table:
             Cell(t.best),
             Cell(f"{t.delta * 100:+.1f}"),
             Cell(f"{t.ci_low * 100:+.1f} – {t.ci_high * 100:+.1f}"),
-            Cell(f"{t.p:.3f}", mark=t.p >= 0.05),  # paired.ALPHA
+            Cell(f"{t.p:.3f}", mark=t.p >= ALPHA),
             Cell(str(t.n)),
         )
         for t in tests.itertuples()
@@ -223,7 +224,7 @@ def paired_table(tests: pd.DataFrame) -> Table:
             "queries: Δ = model − best in points, the 95% interval of a paired percentile "
             "bootstrap (the same resampled queries for both models; macro averages resampled "
             "within each category), its two-sided p and the number of queries. "
-            f"{MARK}: p ≥ 0.05, the difference is not established; tables mark these results."
+            f"{MARK}: p ≥ {ALPHA}, the difference is not established; tables mark these results."
         ),
         header=("task", "dataset", "metric", "model", "best", "Δ", "95% CI of Δ", "p", "n"),
         rows=rows,
