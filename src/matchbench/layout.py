@@ -102,6 +102,18 @@ class Layout:
     def mined(self, dataset: str, model: str, file: str | None = None) -> str:
         return _join(f"{self.results}/pairs/{dataset}/{model}", file)
 
+    def distractors(self, dataset: str, model: str, shard: str, file: str | None = None) -> str:
+        """The feature store of one distractor shard (``extract --shard``)."""
+        return _join(f"{self.results}/features/{dataset}/{model}/distractors/{shard}", file)
+
+    def shard(self, dataset: str, shard: str) -> str:
+        """A distractor shard's tar (``download --shard``), beside the dataset's raw folder."""
+        return f"{self.data}/raw/{dataset}.shards/{shard}.tar"
+
+    def ranked(self, dataset: str, model: str, file: str | None = None) -> str:
+        """Ranked lists of a retrieval (``matchbench retrieve``)."""
+        return _join(f"{self.results}/retrieval/{dataset}/{model}", file)
+
     def model(self, recipe: str, dataset: str, backbone: str, file: str | None = None) -> str:
         return _join(f"{self.results}/models/{recipe}/{dataset}/{backbone}", file)
 

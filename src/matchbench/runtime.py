@@ -50,6 +50,34 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (Linux: what
+    ``taskset`` or a cluster's cgroup cpuset gives the job), else every CPU of the machine.
+    CPU quotas (``cpu.max``) are not seen by either."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return len(affinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS, Windows
+
+
+def loader_workers(cfg: dict[str, Any]) -> int:
+    """DataLoader worker processes for ``extract.workers``: the integer as given, or for
+    ``auto`` the usable CPUs (:func:`usable_cpus`) less the job's torch threads
+    (``threads``, kept for the forward pass), at least 1 and at most 8.
+
+    At least 1, so that decoding overlaps the forward pass even when the job's threads take
+    every CPU; at most 8, so that a job on a large node does not start dozens of processes
+    (each with its own prefetched batches): give an integer to go beyond.
+    """
+    workers = cfg["extract"]["workers"]
+    if workers != "auto":
+        return int(workers)
+    return max(1, min(MAX_AUTO_WORKERS, usable_cpus() - max(1, cfg["threads"])))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -50,7 +50,7 @@ from matchbench.layout import Layout, split_model
 from matchbench.metrics import per_category, target_rank
 from matchbench.models.backbones import load_model
 from matchbench.per_query import PerQuery
-from matchbench.runtime import Runtime, embed, start
+from matchbench.runtime import Runtime, embed, loader_workers, start
 from matchbench.tracks.compose.text import (
     CAPTION_COLUMNS,
     PAIR_COLUMNS,
@@ -249,7 +249,7 @@ def evaluate(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     encoder = text_model(cfg, args.model, args.dataset)
     encoder.module.to(rt.device).eval()
     paths = [path_of[i] for i in needed]
-    workers = cfg["extract"]["workers"]
+    workers = loader_workers(cfg)
     images = encode_images(encoder, data_dir, paths, rt, ecfg["batch_size"], workers)
     row_of = {x: i for i, x in enumerate(needed)}
     texts = list(

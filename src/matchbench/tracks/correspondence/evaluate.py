@@ -47,7 +47,7 @@ from matchbench.metrics import (
 )
 from matchbench.per_query import PerQuery
 from matchbench.progress import bar as progress_bar
-from matchbench.runtime import autocast_dtype, start
+from matchbench.runtime import autocast_dtype, loader_workers, start
 from matchbench.tracks.correspondence.dense import from_grid, load_square, to_grid
 from matchbench.tracks.correspondence.match import VARIANTS, transfer_variants
 from matchbench.tracks.correspondence.pairs import FLAGS, keypoints, read_pairs_table
@@ -120,7 +120,7 @@ def _live_maps(
             Path(Layout.of(cfg).dataset(dataset)), paths, plan, model_resolution(cfg, model)
         ),
         batch_size=None,
-        num_workers=ecfg["workers"],
+        num_workers=loader_workers(cfg),
         pin_memory=device.type == "cuda",
     )
     bs, layer = fcfg["batch_size"], fcfg["layer"]

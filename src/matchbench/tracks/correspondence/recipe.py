@@ -36,7 +36,7 @@ from matchbench.layout import Layout
 from matchbench.models import create_backbone
 from matchbench.models.backbones import load_model, save_state
 from matchbench.progress import bar as progress_bar
-from matchbench.runtime import prepare_batch, start
+from matchbench.runtime import loader_workers, prepare_batch, start
 from matchbench.tracks.correspondence import LOG_COLUMNS
 from matchbench.tracks.correspondence.dense import config_keys, load_square, to_grid
 from matchbench.tracks.correspondence.loss import choose_keypoints, correspondence_loss
@@ -250,7 +250,7 @@ def train(
         loader = DataLoader(
             images,
             batch_sampler=batches,
-            num_workers=cfg["extract"]["workers"],
+            num_workers=loader_workers(cfg),
             collate_fn=_collate,
             pin_memory=device.type == "cuda",
         )

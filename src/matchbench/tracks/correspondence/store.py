@@ -31,7 +31,7 @@ from matchbench.layout import Layout
 from matchbench.models import Encoder
 from matchbench.models.backbones import load_model
 from matchbench.progress import bar as progress_bar
-from matchbench.runtime import prepare_batch, start
+from matchbench.runtime import loader_workers, prepare_batch, start
 from matchbench.tracks.correspondence.dense import SquareImages, config_keys, resolution_for
 from matchbench.tracks.correspondence.pairs import read_pairs_table
 
@@ -135,7 +135,6 @@ def extract_dense(
 ) -> dict[str, Any]:
     """Write the dense-map cache of ``model`` on the evaluated split of ``dataset`` into ``out``."""
     fcfg = track_config(cfg)["features"]
-    ecfg = cfg["extract"]
     rt = start(cfg)
     device, dtype = rt.device, rt.dtype
     rows = evaluated_images(cfg, dataset)
@@ -148,7 +147,7 @@ def extract_dense(
         SquareImages(data_dir, rows["path"].tolist(), model_resolution(cfg, model)),
         batch_size=fcfg["batch_size"],
         shuffle=False,
-        num_workers=ecfg["workers"],
+        num_workers=loader_workers(cfg),
         pin_memory=device.type == "cuda",
     )
     bar = progress_bar(
