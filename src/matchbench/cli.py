@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "mine": ("matchbench.stages.mine", "mine semantic positive pairs with faiss kNN"),
     "finetune": ("matchbench.stages.finetune", "fine-tune a backbone with a recipe"),
+    "retrieve": (
+        "matchbench.stages.retrieve",
+        "search a database of stored descriptors with faiss; write ranked lists",
+    ),
     "evaluate": ("matchbench.stages.evaluate", "evaluate features and write a metrics JSON"),
     "report": (
         "matchbench.stages.report",

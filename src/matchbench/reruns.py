@@ -130,6 +130,9 @@ def job_reads(
         keys.append(f"backbones.{opts['backbone']}")
     elif stage == "extract":
         keys += [f"backbones.{backbone_of(opts['model'])}", "extract", *RUNTIME_KEYS]
+        if opts.get("shard"):  # a distractor shard: read by its dataset's family
+            keys.append(f"datasets.{opts['dataset']}")
+            modules.append(type(get_family(cfg["datasets"][opts["dataset"]]["family"])).__module__)
         if opts.get("dense"):
             modules.append(_module_of(feature_kinds()["dense"]))
             track = next(t for t in tasks().values() if dict(t.features).get("dense"))
@@ -140,9 +143,9 @@ def job_reads(
         modules.append(_module_of(recipe.train))
         # A recipe may train on a trained model (cir's mappings on `<backbone>+<recipe>`).
         keys += [f"backbones.{backbone_of(opts['backbone'])}", *RUNTIME_KEYS]
-    elif stage == "evaluate":
+    elif stage in ("evaluate", "retrieve"):
         track = tasks()[opts["task"]]
-        modules.append(_module_of(track.evaluate))
+        modules.append(_module_of(getattr(track, stage)))
         keys += [f"backbones.{backbone_of(opts['model'])}", *RUNTIME_KEYS]
     elif stage == "report":
         from matchbench.tracks import enabled

@@ -170,7 +170,7 @@ def test_defaults_are_filled_everywhere(raw):
     assert cfg["backbones"]["resnet-mini"]["pretrained"] is False
     assert cfg["backbones"]["resnet-mini"]["weights_url"] is None
     assert cfg["backbones"]["resnet-mini"]["kwargs"] == {}
-    assert cfg["extract"]["workers"] == 0 and cfg["extract"]["precision"] == "auto"
+    assert cfg["extract"]["workers"] == "auto" and cfg["extract"]["precision"] == "auto"
     train = cfg["tracks"]["ssl"]["train"]
     assert train["lr"] == 0.002 and train["queue"] == 0 and train["split"] == "train"
     assert cfg["tracks"]["ssl"]["enabled"] is True and cfg["tracks"]["ssl"]["sampler"] == "ssl"
@@ -326,7 +326,7 @@ def test_track_naming_unknown_dataset(raw):
     raw["tracks"]["ssl"]["dataset"] = "miniwrld"
     msg = error_of(raw)
     assert (
-        "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl, mini-cirr, mini-triplets)"
+        "tracks.ssl.dataset: 'miniwrld' is not in datasets (miniworld, mini-spair, mini-vl, mini-cirr, mini-ilias, mini-uned, mini-triplets)"
         in msg
     )
 

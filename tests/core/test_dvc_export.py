@@ -91,6 +91,11 @@ def test_every_stage_runs_the_command_snakemake_runs(
 SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
 CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
 COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-hn")))
+RETRIEVAL_MODELS = tuple(
+    f"{x}@{m}"
+    for x in ("clip-mini", "clip-mini+clip-rich")
+    for m in ("global", "aqe", "linear", "linear-aqe")
+)
 CIR_MODELS = tuple(
     f"clip-mini+clip-rich@{m}" for m in ("image", "text", "sum", "pic2word", "lincir", "two-stage")
 )
@@ -110,6 +115,7 @@ def test_metrics_plots_and_names(committed: dict[str, Any]) -> None:
             for d in ("mini-cirr", "mini-circo", "mini-fiq")
             for m in CIR_MODELS
         ]
+        + [f"results/demo/summary/retrieval/mini-ilias/{m}.json" for m in RETRIEVAL_MODELS]
     )
     outs = {o for s in stages.values() for o in s.get("outs", [])}
     assert "results/demo/metrics/ssl/miniworld/resnet-mini+ssl.json" in outs

@@ -170,6 +170,49 @@ def test_cir_submissions_score_against_the_held_ground_truth(workspace: Path) ->
     )
 
 
+def test_ilias_predictions_score_as_their_evaluation(workspace: Path) -> None:
+    """The ranked lists' ILIAS JSON (`knn_search/search.py --save_as json`'s format) scores,
+    against the raw id lists by `matchbench score`, exactly as the evaluate stage scored them."""
+    model = "clip-mini+clip-rich@linear-aqe"
+    doc = json.loads(
+        (workspace / f"results/tiny/metrics/retrieval/mini-ilias/{model}.json").read_text()
+    )
+    preds = workspace / f"results/tiny/retrieval/mini-ilias/{model}/predictions.json"
+    out = workspace / "scored-ilias.json"
+    run(
+        [
+            "matchbench", "score", "--benchmark", "ilias", "--annotations",
+            "data/tiny/raw/mini-ilias", "--predictions", str(preds), "--model", model,
+            "--out", str(out),
+        ],
+        workspace,
+    )  # fmt: skip
+    scored = json.loads(out.read_text())
+    assert set(scored["extra"]["query_sets"]) == {"image", "text"}
+    by_kind = scored["per_category"]["map@1k"]
+    # tiny's k is 50 and every instance has 2 positives: AP@50 and AP@1k agree on these lists
+    for kind in ("image", "text"):
+        assert by_kind[kind] == pytest.approx(doc["metrics"][f"{kind}_map@50"]["value"], abs=1e-9)
+    assert len(doc["extra"]["curve"]) == 3  # 0, 1 and 2 shards
+    assert doc["extra"]["ann"]["HNSW8 efSearch=64"]["recall@50"] > 0.5
+
+
+def test_adding_a_distractor_shard_reruns_only_that_shard_and_the_searches(workspace: Path) -> None:
+    """The distractors are a scatter: one more shard is one more download and extraction job;
+    the shards already extracted stay, and every search (which gathers them) runs again."""
+    cfg = yaml.safe_load((workspace / TINY).read_text())
+    cfg["tracks"]["retrieval"]["distractors"]["shards"] = 3
+    (workspace / "shards.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(workspace, "shards.yaml") == {
+        "download_shard": 1,
+        "extract_shard": 1,
+        "retrieve": 2,
+        "evaluate_retrieval": 2,
+        "report": 1,
+        "all": 1,
+    }
+
+
 def test_one_training_key_reruns_only_its_track(workspace: Path) -> None:
     cfg = yaml.safe_load((workspace / TINY).read_text())
     cfg["tracks"]["correspondence"].setdefault("train", {})["lr"] = 0.002

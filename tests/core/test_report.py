@@ -118,7 +118,7 @@ def inputs(tmp_path: Path) -> dict:
         _metrics(tmp_path, "ssl", "miniworld", EVIL, {"knn_acc": _m(0.1, 0.05, 0.15)}),
         # A task that is no track (a score benchmark), without CIs: the generic table
         # (correspondence has its own section: tests/tracks/correspondence/test_report_corr.py).
-        _metrics(tmp_path, "retrieval", "cirr-mini", "resnet-mini", {"recall@1": _m(0.25)}),
+        _metrics(tmp_path, "ranking", "cirr-mini", "resnet-mini", {"recall@1": _m(0.25)}),
     ]
     stats.parent.mkdir(parents=True)
     stats.write_text(
@@ -213,7 +213,7 @@ def report(inputs: dict, capsys: pytest.CaptureFixture[str]) -> Path:
 def test_results_csv_is_one_tidy_row_per_result(report: Path) -> None:
     assert (report / "results.csv").read_text() == (
         "task,dataset,model,metric,value,ci_low,ci_high\n"
-        "retrieval,cirr-mini,resnet-mini,recall@1,0.250000,,\n"
+        "ranking,cirr-mini,resnet-mini,recall@1,0.250000,,\n"
         f"ssl,miniworld,{EVIL},knn_acc,0.100000,0.050000,0.150000\n"
         "ssl,miniworld,resnet-mini,knn_acc,0.400000,0.350000,0.450000\n"
         "ssl,miniworld,resnet-mini,linear_acc,0.500000,0.440000,0.560000\n"
@@ -240,7 +240,7 @@ def test_main_tables_show_percent_with_ci_and_bold_best(report: Path) -> None:
     assert list(csv.columns) == ["model", "knn_acc", "linear_acc"]
     assert csv.set_index("model").loc["resnet-mini+ssl", "knn_acc"] == "61.2 (55.0–67.1)"
     # A single model has no "best": nothing is bold; a metric without CI prints the value only.
-    assert "| resnet-mini | 25.0 |" in (tables / "retrieval_cirr-mini.md").read_text()
+    assert "| resnet-mini | 25.0 |" in (tables / "ranking_cirr-mini.md").read_text()
 
 
 def test_mining_and_published_tables(report: Path) -> None:
@@ -262,7 +262,7 @@ def test_figures_are_valid_pngs(report: Path) -> None:
     names = sorted(p.name for p in (report / "figures").iterdir())
     assert names == [
         "across_tasks.png",
-        "bars_retrieval_cirr-mini.png",
+        "bars_ranking_cirr-mini.png",
         "bars_ssl_miniworld.png",
         "learning_curves_miniworld.png",
         "mined_pairs.png",
@@ -606,7 +606,7 @@ def test_a_track_without_a_section_gets_the_generic_frame(
     assert '<section id="results">' in page and '<section id="learning-curves">' in page
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "across_tasks.png",  # the frame's: every track's headline metrics
-        "bars_retrieval_cirr-mini.png",
+        "bars_ranking_cirr-mini.png",
         "bars_ssl_miniworld.png",
         "learning_curves_miniworld.png",  # the frame's: from any fine-tuned model's document
     ]
@@ -744,7 +744,7 @@ def test_paired_tests_mark_what_cannot_be_told_from_the_best_and_the_tasks_line_
         docs.append(
             _metrics(tmp_path, "ssl", "miniworld", model, doc, {"per_query": pq.write(out)})
         )
-    docs.append(_metrics(tmp_path, "retrieval", "cirr-mini", "m-a", {"recall@1": _m(0.25)}))
+    docs.append(_metrics(tmp_path, "ranking", "cirr-mini", "m-a", {"recall@1": _m(0.25)}))
     out = tmp_path / "reports" / "paired"
     config = _config(tmp_path, published=None, paired_bootstrap=500)
     assert (

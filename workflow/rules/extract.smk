@@ -6,6 +6,10 @@ rule extract:
         features=L.features("{dataset}", "{model}", "features.npy"),
         ids=L.features("{dataset}", "{model}", "ids.txt"),
         meta=L.features("{dataset}", "{model}", "meta.json"),
+    wildcard_constraints:
+        # one folder level each: a distractor shard's store (extract_shard) lies deeper
+        dataset="[^/]+",
+        model="[^/]+",
     params:
         reads=reads("extract", dataset="{dataset}", model="{model}"),
     threads: THREADS

@@ -28,7 +28,7 @@ from matchbench.errors import MatchbenchError, did_you_mean
 from matchbench.layout import PER_QUERY
 
 # The registry. Adding a track is one folder, one rules file, and one name here.
-NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose", "cir")
+NAMES: tuple[str, ...] = ("ssl", "correspondence", "compose", "cir", "retrieval")
 
 
 def load_object(ref: str) -> Any:
@@ -79,6 +79,10 @@ class Track:
     package: str
     # The evaluation task (``matchbench evaluate --task <name>``): ``evaluate(cfg, args) -> doc``.
     evaluate: str
+    # A search stage before evaluation (``matchbench retrieve --task <name>``):
+    # ``retrieve(cfg, args) -> str`` (a one-line summary) writes the ranked lists of
+    # ``Layout.ranked`` that the track's ``evaluate`` reads.
+    retrieve: str | None = None
     recipes: tuple[Recipe, ...] = ()
     # Modules whose import registers the track's own dataset families.
     families: tuple[str, ...] = ()
