@@ -86,7 +86,10 @@ def test_report_is_written(workspace: Path) -> None:
     assert set(cir["model"]) == {f"clip-mini+clip-rich@{m}" for m in methods}
     for m in ("recall@1", "recall@50", "recall_subset@3"):
         assert len(cir[cir["metric"] == m]) == len(methods), m
-    assert set(table["task"]) == {"ssl", "correspondence", "compose", "cir"}
+    retrieval = table[table["task"] == "retrieval"]
+    assert set(retrieval["model"]) == {f"clip-mini+clip-rich@{m}" for m in ("global", "linear-aqe")}
+    assert set(retrieval["metric"]) == {"image_map@50", "text_map@50"}
+    assert set(table["task"]) == {"ssl", "correspondence", "compose", "cir", "retrieval"}
     assert table["value"].between(0, 1).all()
     for figure in (
         "pck_curves",
@@ -94,12 +97,14 @@ def test_report_is_written(workspace: Path) -> None:
         "transfers_mini-spair",
         "sugarcrepe_categories_mini-vl",
         "cir_examples_mini-cirr",
+        "retrieval_curve_mini-ilias",
+        "retrieval_examples_mini-ilias",
         "across_tasks",
     ):
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
     # Every track writes per-query values: the report tests its models pairwise.
     tests = pd.read_csv(report / "paired.csv")
-    assert set(tests["task"]) == {"ssl", "correspondence", "compose", "cir"}
+    assert set(tests["task"]) == {"ssl", "correspondence", "compose", "cir", "retrieval"}
     assert tests["p"].between(0, 1).all() and (tests["n"] > 0).all()
     # Each job's time and peak memory, from the benchmark files Snakemake wrote for this run
     # (the report's own is written after it).
