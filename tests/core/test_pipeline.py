@@ -199,7 +199,9 @@ def test_ilias_predictions_score_as_their_evaluation(workspace: Path) -> None:
     for kind in ("image", "text"):
         assert by_kind[kind] == pytest.approx(doc["metrics"][f"{kind}_map@50"]["value"], abs=1e-9)
     assert len(doc["extra"]["curve"]) == 3  # 0, 1 and 2 shards
-    assert doc["extra"]["ann"]["HNSW8 efSearch=64"]["recall@50"] > 0.5
+    assert doc["extra"]["ann"] == {}  # approximate indexes are compared on `global` only
+    plain = workspace / "results/tiny/metrics/retrieval/mini-ilias/clip-mini+clip-rich@global.json"
+    assert json.loads(plain.read_text())["extra"]["ann"]["HNSW8 efSearch=64"]["recall@50"] > 0.5
 
 
 def test_adding_a_distractor_shard_reruns_only_that_shard_and_the_searches(workspace: Path) -> None:
