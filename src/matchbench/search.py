@@ -10,12 +10,13 @@ Ordering, everywhere in this module: score descending, then the lower global row
 (rows numbered across the shards in the order given). Missing results (a database smaller than
 k, an approximate index that found fewer than k) are index ``-1`` with score ``-inf``, at the
 end of a row. Same inputs give the same bytes on one machine (BLAS and faiss are deterministic
-for a fixed thread count; faiss >= 1.15 builds HNSW graphs deterministically).
+for a fixed thread count; faiss 1.15 builds HNSW graphs deterministically, tested here with
+two threads).
 
 Exact search is a BLAS matmul per chunk of a shard (the float16 rows converted to float32 in
-one reused buffer) whose scores go into faiss's per-query heaps of the k best, kept across
-chunks and shards: the selection of faiss's own flat search, without its float32 copy of the
-database. Merging result lists and ordering them uses one uint64 key per (score, index) pair
+one reused buffer) whose scores go into faiss's per-query heaps of the k best
+(``float_minheap_array_t``), kept across chunks and shards: faiss's flat search without its
+float32 copy of the database. Merging result lists and ordering them uses one uint64 key per (score, index) pair
 (:func:`_keys`), which makes "score descending, lower index first" a plain ascending sort.
 """
 
@@ -315,7 +316,7 @@ def _chunks(shards: Iterable[np.ndarray], dim: int, rows: int) -> Iterator[np.nd
         for start in range(0, n, rows):
             m = min(rows, n - start)
             x = buf[: m * dim].reshape(m, dim)
-            np.copyto(x, shard[start : start + m], casting="same_kind")
+            _to_float32(shard[start : start + m], x)
             yield x
 
 
@@ -395,8 +396,8 @@ def train_index(
 
 
 def add_shards(index: Any, shards: Iterable[np.ndarray]) -> Any:
-    """Add the rows of each shard to ``index`` in order, float32 chunks of a few thousand
-    rows at a time (a shard is never converted whole). Returns ``index``."""
+    """Add the rows of each shard to ``index`` in order, in float32 chunks of 65,536 rows (a
+    shard is never converted whole). Returns ``index``."""
     for x in _chunks(shards, index.d, _ADD_ROWS):
         index.add(x)
     return index

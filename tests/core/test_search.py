@@ -96,9 +96,11 @@ def test_exact_search_breaks_ties_by_the_lower_index(tmp_path):
 
 def test_exact_search_with_tiny_chunks_and_rising_scores(monkeypatch):
     # Scores that rise along the database: every row of every chunk enters the top-k and
-    # pushes older ones out. Chunks of 1,024 rows, k larger than a chunk, many ties.
+    # pushes older ones out. Chunks of 1,024 rows, k larger than a chunk, many ties, and the
+    # queries in blocks of 4.
     monkeypatch.setattr(search, "_MAX_CHUNK_ROWS", 1_024)
     monkeypatch.setattr(search, "_SCORE_BYTES", 1)
+    monkeypatch.setattr(search, "_QUERY_BLOCK", 4)
     rng = np.random.default_rng(2)
     db = rng.integers(-2, 3, size=(9_000, 12)).astype(np.float16)
     queries = rng.integers(-2, 3, size=(9, 12)).astype(np.float32)
