@@ -23,14 +23,15 @@ from matchbench.report.figures import BAD, GOOD, Plot, figure, short, text, thum
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
 from matchbench.report.tables import Cell, ResultKey, Table, bold_best, entry_cell, marked_caption
+from matchbench.tracks.retrieval.evaluate import metric_key
 from matchbench.tracks.retrieval.methods import KINDS, block, split_method
 
 NAMES = {"global": "none", "aqe": "αQE", "linear": "linear", "linear-aqe": "linear + αQE"}
 
 
 def _key(kind: str, doc: dict[str, Any]) -> str:
-    k = doc.get("extra", {}).get("k", 1000)
-    return f"{kind}_map@{k // 1000}k" if k % 1000 == 0 else f"{kind}_map@{k}"
+    """The document's mAP key: its cut-off is the run's ``k`` (1,000 in ILIAS, smaller in tests)."""
+    return metric_key(kind, doc.get("extra", {}).get("k", 1000))
 
 
 def main_table(
@@ -197,11 +198,14 @@ class _Images:
 
 
 def examples_figure(dataset: str, docs: list[MetricsDoc], ctx: Context) -> Plot | None:
-    key = "image_map@1k"
-    scored = [d for d in docs if key in d.doc["metrics"] and d.doc.get("extra", {}).get("examples")]
+    scored = [
+        d
+        for d in docs
+        if _key("image", d.doc) in d.doc["metrics"] and d.doc.get("extra", {}).get("examples")
+    ]
     if not scored:
         return None
-    best = max(scored, key=lambda d: d.doc["metrics"][key]["value"])
+    best = max(scored, key=lambda d: d.doc["metrics"][_key("image", d.doc)]["value"])
     examples = best.doc["extra"]["examples"]
     images = _Images(ctx, dataset)
     name = f"retrieval_examples_{dataset}"
