@@ -15,6 +15,7 @@ by import path (``"module:function"``) and imported when used.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -132,6 +133,39 @@ class Track:
 def _schema(package: str) -> dict[str, Any]:
     text = resources.files(package).joinpath("schema.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
+
+
+def filled_block(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """``tracks.<name>`` of ``cfg`` with every default of the track's schema filled in (the
+    loader already does so for a loaded config; a config built by hand gets the same values)."""
+    from matchbench.config import fill_defaults
+
+    raw = cfg.get("tracks", {}).get(name)
+    if raw is None:
+        raise MatchbenchError(f"the {name} track reads tracks.{name}, which the config lacks")
+    return fill_defaults(copy.deepcopy(raw), _schema(f"{__name__}.{name}"))
+
+
+# ``<model>@<method>``: how the tracks that evaluate one model under several methods (cir,
+# retrieval) name each pair in the DAG, the metrics documents and the report.
+METHOD_SEP = "@"
+
+
+def split_method(name: str, methods: tuple[str, ...], task: str, verb: str) -> tuple[str, str]:
+    """``"<model>@<method>"`` → ``(model, method)``; a name without one of ``methods`` is
+    refused with an error saying what the ``task`` does with such names (its ``verb``)."""
+    model, sep, method = name.rpartition(METHOD_SEP)
+    if not sep or not model:
+        raise MatchbenchError(
+            f"model {name!r}: the {task} task {verb} `<model>{METHOD_SEP}<method>` "
+            f"(methods: {', '.join(methods)})"
+        )
+    if method not in methods:
+        raise MatchbenchError(
+            f"model {name!r}: unknown {task} method {method!r} (known: {', '.join(methods)})"
+            f"{did_you_mean(method, methods)}"
+        )
+    return model, method
 
 
 @cache

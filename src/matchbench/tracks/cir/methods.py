@@ -13,19 +13,15 @@ frozen model (its name is the recipe's ``backbone``):
 
 from __future__ import annotations
 
-import copy
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from matchbench.errors import MatchbenchError, did_you_mean
+from matchbench.errors import MatchbenchError
 from matchbench.layout import Layout
+from matchbench.tracks import METHOD_SEP, filled_block
+from matchbench.tracks import split_method as _split
 
-PACKAGE = "matchbench.tracks.cir"
 METHODS = ("image", "text", "sum", "pic2word", "lincir", "two-stage")
-SEP = "@"
+SEP = METHOD_SEP
 
 PIC2WORD, LINCIR, STAGE1, STAGE2 = "cir-pic2word", "cir-lincir", "cir-stage1", "cir-stage2"
 RECIPES = (PIC2WORD, LINCIR, STAGE1, STAGE2)
@@ -41,20 +37,9 @@ STAGE1_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc", "soft_loss")
 STAGE2_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc", "gain")
 
 
-@cache
-def schema() -> dict[str, Any]:
-    text = resources.files(PACKAGE).joinpath("schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
-
-
 def block(cfg: dict[str, Any]) -> dict[str, Any]:
     """``tracks.cir`` with every default filled in."""
-    from matchbench.config import fill_defaults
-
-    raw = cfg.get("tracks", {}).get("cir")
-    if raw is None:
-        raise MatchbenchError("the cir track reads tracks.cir, which the config lacks")
-    return fill_defaults(copy.deepcopy(raw), schema())
+    return filled_block(cfg, "cir")
 
 
 def model_name(frozen: str, method: str) -> str:
@@ -63,18 +48,7 @@ def model_name(frozen: str, method: str) -> str:
 
 def split_method(name: str) -> tuple[str, str]:
     """``"<frozen>@<method>"`` → ``(frozen, method)``; a name without a known method is refused."""
-    frozen, sep, method = name.rpartition(SEP)
-    if not sep or not frozen:
-        raise MatchbenchError(
-            f"model {name!r}: the cir task evaluates `<model>{SEP}<method>` "
-            f"(methods: {', '.join(METHODS)})"
-        )
-    if method not in METHODS:
-        raise MatchbenchError(
-            f"model {name!r}: unknown cir method {method!r} (known: {', '.join(METHODS)})"
-            f"{did_you_mean(method, METHODS)}"
-        )
-    return frozen, method
+    return _split(name, METHODS, "cir", "evaluates")
 
 
 def recipes_of(method: str) -> tuple[str, ...]:

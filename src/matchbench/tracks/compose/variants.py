@@ -10,18 +10,13 @@ that ``text_tower: pretrained`` variants start from. :func:`resolve` a variant w
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from matchbench.errors import MatchbenchError, did_you_mean
 from matchbench.layout import Layout, split_model
+from matchbench.tracks import filled_block, get_track
 
-PACKAGE = "matchbench.tracks.compose"
 PREFIX = "clip-"
 MLM = "text-mlm"
 
@@ -32,21 +27,14 @@ MLM_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "mlm_acc")
 MLM_PLOT_COLUMNS = ("loss", "mlm_acc")
 
 
-@cache
 def schema() -> dict[str, Any]:
-    text = resources.files(PACKAGE).joinpath("schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return get_track("compose").schema
 
 
 def block(cfg: dict[str, Any]) -> dict[str, Any]:
     """``tracks.compose`` with every default filled in (the loader already does so once the
     track is registered; a config built by hand gets the same values)."""
-    from matchbench.config import fill_defaults
-
-    raw = cfg.get("tracks", {}).get("compose")
-    if raw is None:
-        raise MatchbenchError("the compose track reads tracks.compose, which the config lacks")
-    return fill_defaults(copy.deepcopy(raw), schema())
+    return filled_block(cfg, "compose")
 
 
 @dataclass(frozen=True)

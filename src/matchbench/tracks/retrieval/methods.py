@@ -13,20 +13,15 @@ model ``<x>`` (a backbone or ``<backbone>+<recipe>`` trained by another track) i
 
 from __future__ import annotations
 
-import copy
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from matchbench.errors import MatchbenchError, did_you_mean
 from matchbench.layout import Layout
+from matchbench.tracks import METHOD_SEP, filled_block
+from matchbench.tracks import split_method as _split
 
-PACKAGE = "matchbench.tracks.retrieval"
 TASK = "retrieval"
 METHODS = ("global", "aqe", "linear", "linear-aqe")
-SEP = "@"
+SEP = METHOD_SEP
 LINEAR = "ilias-linear"
 LINEAR_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc")
 ADAPTED = ("linear", "linear-aqe")
@@ -36,20 +31,9 @@ KINDS = ("image", "text")
 K = 1000  # mAP@1k
 
 
-@cache
-def schema() -> dict[str, Any]:
-    text = resources.files(PACKAGE).joinpath("schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
-
-
 def block(cfg: dict[str, Any]) -> dict[str, Any]:
     """``tracks.retrieval`` with every default filled in."""
-    from matchbench.config import fill_defaults
-
-    raw = cfg.get("tracks", {}).get(TASK)
-    if raw is None:
-        raise MatchbenchError("the retrieval track reads tracks.retrieval, which the config lacks")
-    return fill_defaults(copy.deepcopy(raw), schema())
+    return filled_block(cfg, TASK)
 
 
 def model_name(model: str, method: str) -> str:
@@ -58,18 +42,7 @@ def model_name(model: str, method: str) -> str:
 
 def split_method(name: str) -> tuple[str, str]:
     """``"<model>@<method>"`` → ``(model, method)``; an unknown method is refused."""
-    model, sep, method = name.rpartition(SEP)
-    if not sep or not model:
-        raise MatchbenchError(
-            f"model {name!r}: the retrieval task ranks `<model>{SEP}<method>` "
-            f"(methods: {', '.join(METHODS)})"
-        )
-    if method not in METHODS:
-        raise MatchbenchError(
-            f"model {name!r}: unknown retrieval method {method!r} (known: {', '.join(METHODS)})"
-            f"{did_you_mean(method, METHODS)}"
-        )
-    return model, method
+    return _split(name, METHODS, TASK, "ranks")
 
 
 def checkpoint(cfg: dict[str, Any], model: str) -> str:

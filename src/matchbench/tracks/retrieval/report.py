@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import tarfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from matchbench.report.section import Context, Section
 from matchbench.report.tables import Cell, ResultKey, Table, bold_best, entry_cell, marked_caption
 from matchbench.tracks.retrieval.evaluate import metric_key
 from matchbench.tracks.retrieval.methods import KINDS, block, split_method
+from matchbench.tracks.retrieval.shards import ShardImages, members
 
 NAMES = {"global": "none", "aqe": "αQE", "linear": "linear", "linear-aqe": "linear + αQE"}
 
@@ -163,14 +164,15 @@ def curve_figure(dataset: str, docs: list[MetricsDoc], ctx: Context) -> Plot | N
 
 
 class _Images:
-    """Images by id: the index's files, and distractors read from their tar shards."""
+    """Images by id: the index's files, and distractors read from their tar shards (one pass
+    over a shard's headers, then a seek per image: ``shards.members``)."""
 
     def __init__(self, ctx: Context, dataset: str) -> None:
         index = read_index(ctx.layout.index(dataset))
         root = Path(ctx.layout.dataset(dataset))
         self.paths = {i: root / p for i, p in zip(index["id"], index["path"], strict=True)}
         self.ctx, self.dataset = ctx, dataset
-        self.tars: dict[str, Any] = {}
+        self.shards: dict[str, tuple[ShardImages, dict[str, int]]] = {}
 
     def get(self, image_id: str) -> np.ndarray:
         path = self.paths.get(image_id)
@@ -180,19 +182,15 @@ class _Images:
         shard, _, key = image_id.partition("/")
         tar_path = Path(self.ctx.layout.shard(self.dataset, shard.removesuffix(".tar")))
         if key and tar_path.is_file():
-            if shard not in self.tars:
-                with tarfile.open(tar_path) as tf:
-                    self.tars[shard] = {
-                        m.name: (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()
-                    }
-            where = self.tars[shard].get(f"{key}.jpg")
-            if where is not None:
-                import io
-
-                with open(tar_path, "rb") as f:
-                    f.seek(where[0])
-                    data = f.read(where[1])
-                with Image.open(io.BytesIO(data)) as im:
+            if shard not in self.shards:
+                found = members(tar_path)
+                self.shards[shard] = (
+                    ShardImages(tar_path, found, 0),
+                    {m.key: i for i, m in enumerate(found)},
+                )
+            images, where = self.shards[shard]
+            if key in where:
+                with Image.open(io.BytesIO(images.read(where[key]))) as im:
                     return np.asarray(im.convert("RGB"))
         return np.full((32, 32, 3), 200, dtype=np.uint8)
 
