@@ -134,6 +134,36 @@ def test_no_distractor_or_clutter_object_looks_like_a_core_instance():
     assert all(1 <= sc.clutter <= 8 for sc in scenes)
 
 
+def test_the_scenes_look_is_an_option():
+    # Large, alone, never hidden: every distractor's object spans the asked share of the image.
+    opts = IliasOptions.of(
+        {
+            "instances": 6,
+            "shard_size": 50,
+            "object_scale": [0.3, 0.35],
+            "clutter": [0, 0],
+            "occlusion": 0.0,
+            "image_size": 96,
+        }
+    )
+    scenes = synth.distractor_scenes(SEED, 0, opts)
+    assert all(len(sc.objects) == 1 and sc.clutter == 0 for sc in scenes)
+    for sc in scenes:
+        x0, y0, x1, y1 = sc.box
+        assert 0.3 * 96 * 1.5 < max(x1 - x0, y1 - y0) <= 2 * synth.EXTENT * 0.35 * 96 + 2
+    crowded = synth.distractor_scenes(
+        SEED, 0, IliasOptions(instances=6, shard_size=50, clutter=(6, 6), occlusion=1.0)
+    )
+    assert all(len(sc.objects) == 7 and sc.clutter == 6 for sc in crowded)
+    # The defaults are the shards the option-less generator wrote.
+    same = IliasOptions.of({"instances": 6, "shard_size": 20, "clutter": [1, 8]})
+    assert synth.distractor_scenes(SEED, 1, same) == synth.distractor_scenes(
+        SEED, 1, IliasOptions(instances=6, shard_size=20)
+    )
+    with pytest.raises(MatchbenchError, match=r"options.object_scale: \[0.3, 0.2\] is not a"):
+        IliasOptions.of({"object_scale": [0.3, 0.2]})
+
+
 def test_designs_are_compared_by_their_look_under_symmetric_turns():
     square = Design("square", "red", "stripes", 0.3, 0, "none", "", -1)
     assert Design("square", "red", "stripes", 0.3, 90, "none", "", -1).look() == square.look()

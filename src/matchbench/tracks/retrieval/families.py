@@ -578,6 +578,31 @@ def _miniworld_schema() -> dict[str, dict[str, Any]]:
             "default": 0.3,
             "description": "share of distractors around a near-duplicate of a core instance",
         },
+        "object_scale": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0.02, "maximum": 0.4},
+            "minItems": 2,
+            "maxItems": 2,
+            "default": [0.09, 0.26],
+            "description": "[min, max] radius of a positive's (and a distractor's) object, as a "
+            "share of the image side",
+        },
+        "clutter": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": 32},
+            "minItems": 2,
+            "maxItems": 2,
+            "default": [1, 8],
+            "description": "[min, max] number of other objects in a positive's (and a "
+            "distractor's) image",
+        },
+        "occlusion": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.5,
+            "description": "chance that one of them stands in front of the object",
+        },
         "uned_instances": count(150, 9000, "instances of part uned"),
         "uned_views": count(8, 999, "images per instance of part uned"),
         "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 95, "default": 90},

@@ -592,6 +592,17 @@ class Scene:
         return len(self.objects) - 1
 
 
+@dataclass(frozen=True)
+class Clutter:
+    """How a cluttered scene (a positive, a distractor, a uned view) looks: the object's
+    radius as a share of the image side, how many other objects (1 to 8 by default), the
+    chance that one of them hides part of it."""
+
+    scale: tuple[float, float] = (0.09, 0.26)
+    others: tuple[int, int] = (1, 8)
+    occlusion: float = 0.5
+
+
 def _place(rng: random.Random, d: Design, size: int, radius: float, turn: float) -> Placed:
     m = EXTENT * radius  # the whole outline inside the image
     return Placed(
@@ -617,14 +628,20 @@ def query_scene(rng: random.Random, d: Design, size: int) -> Scene:
 
 
 def cluttered_scene(
-    rng: random.Random, d: Design, size: int, others: Callable[[], Design]
+    rng: random.Random,
+    d: Design,
+    size: int,
+    others: Callable[[], Design],
+    look: Clutter | None = None,
 ) -> Scene:
-    """``d`` small among 1-8 other objects (``others()``), half of the time one of them in
-    front of it, under varied light: how positives, and so distractors, look."""
-    radius = rng.uniform(0.09, 0.26) * size
+    """``d`` small among other objects (``others()``), sometimes one of them in front of it,
+    under varied light: how positives, and so distractors, look (``look``: how small, among
+    how many, how often hidden; the defaults are ILIAS-like)."""
+    look = look or Clutter()
+    radius = rng.uniform(*look.scale) * size
     target = replace(_place(rng, d, size, radius, 30), shade=rng.uniform(0.75, 1.1))
-    n = rng.randint(1, 8)
-    occluded = rng.random() < 0.5
+    n = rng.randint(*look.others)
+    occluded = rng.random() < look.occlusion and n > 0
     objects = []
     for _ in range(n - occluded):
         xy = rng.uniform(0, size), rng.uniform(0, size)
@@ -658,11 +675,27 @@ class IliasOptions:
     uned_instances: int = 150
     uned_views: int = 8
     jpeg_quality: int = 90
+    object_scale: tuple[float, float] = Clutter.scale
+    clutter: tuple[int, int] = Clutter.others
+    occlusion: float = Clutter.occlusion
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> IliasOptions:
         """The generator's part of a family's (resolved) options."""
-        return cls(**{k: v for k, v in options.items() if k in cls.__dataclass_fields__})
+        found = {k: v for k, v in options.items() if k in cls.__dataclass_fields__}
+        for key in ("object_scale", "clutter"):
+            if key in found:
+                lo, hi = found[key] = tuple(found[key])
+                if lo > hi:
+                    raise MatchbenchError(
+                        f"dataset miniworld-ilias: options.{key}: [{lo}, {hi}] is not a "
+                        "[min, max] range (min > max)"
+                    )
+        return cls(**found)
+
+    @property
+    def look(self) -> Clutter:
+        return Clutter(self.object_scale, self.clutter, self.occlusion)
 
     @property
     def world(self) -> tuple[int, int]:
@@ -678,7 +711,7 @@ def distractor_scenes(seed: int, index: int, opts: IliasOptions) -> list[Scene]:
     for _ in range(opts.shard_size):
         near = rng.random() < opts.near_duplicates
         d = _pick(rng, _pick(rng, w.near)) if near else w.other(rng)
-        scenes.append(cluttered_scene(rng, d, opts.image_size, lambda: w.other(rng)))
+        scenes.append(cluttered_scene(rng, d, opts.image_size, lambda: w.other(rng), opts.look))
     return scenes
 
 
@@ -735,7 +768,7 @@ def write_core(
             text_ids.append(f"{inst.name}/query/T{i:03d}.txt")
             for k in range(opts.positives):
                 rng = _rng(seed, _POSITIVE, i, k)
-                sc = cluttered_scene(rng, d, size, lambda r=rng: w.other(r))
+                sc = cluttered_scene(rng, d, size, lambda r=rng: w.other(r), opts.look)
                 stem = f"P{i:03d}_{k:02d}"
                 (pdir / f"{stem}.jpg").write_bytes(_jpeg(render(sc.objects, size, rng, False), q))
                 (pdir / f"{stem}_bbox.txt").write_text(_box_line(sc.box))
@@ -780,7 +813,9 @@ def write_uned(
                 if n % 2 == 0:
                     sc = query_scene(rng, inst.design, size)
                 else:
-                    sc = cluttered_scene(rng, inst.design, size, lambda r=rng: w.other(r))
+                    sc = cluttered_scene(
+                        rng, inst.design, size, lambda r=rng: w.other(r), opts.look
+                    )
                 img = render(sc.objects, size, rng, sc.calm)
                 (folder / f"{n:03d}.jpg").write_bytes(_jpeg(img, q))
                 bar.update()
