@@ -14,16 +14,18 @@ for a fixed thread count; faiss 1.15 builds HNSW graphs deterministically, teste
 two threads).
 
 Exact search is a BLAS matmul per chunk of a shard (the float16 rows converted to float32 in
-one reused buffer) whose scores go into faiss's per-query heaps of the k best
-(``float_minheap_array_t``), kept across chunks and shards: faiss's flat search without its
-float32 copy of the database. Merging result lists and ordering them uses one uint64 key per (score, index) pair
-(:func:`_keys`), which makes "score descending, lower index first" a plain ascending sort.
+two reused buffers, the next chunk in a second thread while the current one is multiplied)
+whose scores go into faiss's per-query heaps of the k best (``float_minheap_array_t``), kept
+across chunks and shards: faiss's flat search without its float32 copy of the database. Merging
+result lists and ordering them uses one uint64 key per (score, index) pair (:func:`_keys`),
+which makes "score descending, lower index first" a plain ascending sort.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -239,7 +241,8 @@ class ExactSearch:
     (the retrieval track's mAP-vs-distractors curve) without restarting the running top-k.
 
     ``add(shard)`` appends a (n, D) array (a float16 memmap is read a chunk at a time into
-    one reused float32 buffer); ``result()`` is the top-k over every row added so far."""
+    two reused float32 buffers, the next chunk converted while the current one is
+    multiplied); ``result()`` is the top-k over every row added so far."""
 
     def __init__(self, queries: np.ndarray, k: int) -> None:
         if k < 1:
@@ -254,7 +257,8 @@ class ExactSearch:
         ]
         self._heaps = _Heaps(n_queries, k)
         self._rows = _chunk_rows(n_queries)
-        self._x = np.empty(self._rows * dim, dtype=np.float32)
+        # Two float32 chunk buffers: one converted while the other is multiplied.
+        self._x = [np.empty(self._rows * dim, dtype=np.float32) for _ in range(2)]
         self._scores = np.empty(min(n_queries, _QUERY_BLOCK) * self._rows, dtype=np.float32)
         self._ids = -2 - np.arange(self._rows, dtype=np.int64)  # a chunk's rows, as stored
 
@@ -263,16 +267,32 @@ class ExactSearch:
         n = _shard_shape(self.n_shards, shard, dim)
         if self.n_rows + n > MAX_ROWS:
             raise MatchbenchError(f"exact search handles at most {MAX_ROWS} rows in all")
-        for start in range(0, n, self._rows):
+        starts = range(0, n, self._rows)
+
+        def convert(i: int) -> np.ndarray:
+            # Chunk i of the shard into buffer i % 2: read (page faults on a memmap) and
+            # converted in a second thread while the BLAS products of chunk i - 1 run
+            # (faiss and numpy release the GIL); two threads of BLAS alone leave this
+            # single-threaded step on the critical path (benchmarks/README.md).
+            start = starts[i]
             m = min(self._rows, n - start)
-            x = self._x[: m * dim].reshape(m, dim)
+            x = self._x[i % 2][: m * dim].reshape(m, dim)
             _to_float32(shard[start : start + m], x)
-            ids = self._ids[:m] - (self.n_rows + start)
-            for block in self._blocks:
-                nq = block.stop - block.start
-                scores = self._scores[: nq * m].reshape(nq, m)
-                np.matmul(self.queries[block], x.T, out=scores)
-                self._heaps.update(scores, block.start, ids)
+            return x
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(convert, 0) if starts else None
+            for i, start in enumerate(starts):
+                x = pending.result()  # type: ignore[union-attr]  # set when starts is not empty
+                if i + 1 < len(starts):
+                    pending = pool.submit(convert, i + 1)
+                m = len(x)
+                ids = self._ids[:m] - (self.n_rows + start)
+                for block in self._blocks:
+                    nq = block.stop - block.start
+                    scores = self._scores[: nq * m].reshape(nq, m)
+                    np.matmul(self.queries[block], x.T, out=scores)
+                    self._heaps.update(scores, block.start, ids)
         self.n_rows += n
         self.n_shards += 1
 
