@@ -557,6 +557,16 @@ def _miniworld_schema() -> dict[str, dict[str, Any]]:
             "description": what,
         }
 
+    def span(item: dict[str, Any], default: list[Any], what: str) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": item,
+            "minItems": 2,
+            "maxItems": 2,
+            "default": default,
+            "description": f"[min, max] {what}",
+        }
+
     return {
         "seed": {"type": "integer", "minimum": 0, "default": 0},
         "part": {
@@ -578,24 +588,16 @@ def _miniworld_schema() -> dict[str, dict[str, Any]]:
             "default": 0.3,
             "description": "share of distractors around a near-duplicate of a core instance",
         },
-        "object_scale": {
-            "type": "array",
-            "items": {"type": "number", "minimum": 0.02, "maximum": 0.4},
-            "minItems": 2,
-            "maxItems": 2,
-            "default": [0.09, 0.26],
-            "description": "[min, max] radius of a positive's (and a distractor's) object, as a "
-            "share of the image side",
-        },
-        "clutter": {
-            "type": "array",
-            "items": {"type": "integer", "minimum": 0, "maximum": 32},
-            "minItems": 2,
-            "maxItems": 2,
-            "default": [1, 8],
-            "description": "[min, max] number of other objects in a positive's (and a "
-            "distractor's) image",
-        },
+        "object_scale": span(
+            {"type": "number", "minimum": 0.02, "maximum": 0.4},
+            [0.09, 0.26],
+            "radius of a positive's (and a distractor's) object, as a share of the image side",
+        ),
+        "clutter": span(
+            {"type": "integer", "minimum": 0, "maximum": 32},
+            [1, 8],
+            "number of other objects in a positive's (and a distractor's) image",
+        ),
         "occlusion": {
             "type": "number",
             "minimum": 0,
