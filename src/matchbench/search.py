@@ -281,11 +281,11 @@ class ExactSearch:
             return x
 
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(convert, 0) if starts else None
+            pending = [pool.submit(convert, 0)] if starts else []
             for i, start in enumerate(starts):
-                x = pending.result()  # type: ignore[union-attr]  # set when starts is not empty
+                x = pending.pop().result()
                 if i + 1 < len(starts):
-                    pending = pool.submit(convert, i + 1)
+                    pending.append(pool.submit(convert, i + 1))
                 m = len(x)
                 ids = self._ids[:m] - (self.n_rows + start)
                 for block in self._blocks:
