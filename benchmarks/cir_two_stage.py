@@ -10,7 +10,9 @@ repository root after `snakemake --cores 2`:
         --variant 'defaults={}'
 
 `--triplets <dataset>` trains on another triplets dataset of the config (its features
-extracted by the frozen model first).
+extracted by the frozen model first). `--test` also scores each variant's CIRR test1 server
+files against the mini-world's held ground truth (`<raw>/cirr/server`, what `matchbench score`
+reads): a setting chosen on val is confirmed on queries it was not chosen on.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ import time
 from pathlib import Path
 
 from matchbench.config import load_config
+from matchbench.layout import Layout
 from matchbench.tracks.cir import evaluate as ev
 from matchbench.tracks.cir import recipe
+from matchbench.tracks.cir.score import score_cirr
 
+TEST = ("mini-cirr", "recall@1")
 SCORES = (
     ("mini-cirr", "recall@1"),
     ("mini-cirr", "recall@10"),
@@ -41,12 +46,15 @@ def main() -> None:
         "--variant", action="append", required=True, help="name=<JSON of two_stage keys>"
     )
     ap.add_argument("--triplets", help="the triplets dataset (default: the config's)")
+    ap.add_argument("--test", action="store_true", help="also score CIRR test1 (held out)")
     args = ap.parse_args()
     base = load_config(args.config)
     blk = base["tracks"]["cir"]
     frozen = blk["models"][0]
-    print("| variant | " + " | ".join(f"{d} {m}" for d, m in SCORES) + " | train + eval (s) |")
-    print("|---" * (len(SCORES) + 2) + "|")
+    tests = [TEST] if args.test else []
+    heads = [f"{d} {m}" for d, m in SCORES] + [f"{TEST[0]} test1 {TEST[1]}" for _ in tests]
+    print("| variant | " + " | ".join(heads) + " | train + eval (s) |")
+    print("|---" * (len(heads) + 2) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.variant:
             name, _, overrides = spec.partition("=")
@@ -58,21 +66,31 @@ def main() -> None:
             t0 = time.perf_counter()
             recipe.train_stage2(cfg, triplets, frozen, out)
             ev.method_checkpoint = lambda c, f, m, out=out: str(out / "model.safetensors")
-            cells = []
+            cells, held = [], []
             for dataset, metric in SCORES:
                 a = argparse.Namespace(
                     dataset=dataset,
                     model=f"{frozen}@two-stage",
                     out=str(Path(tmp, f"{name}-{dataset}.json")),
                 )
-                x = ev.evaluate(cfg, a)["metrics"][metric]
-                cells.append(
-                    f"{x['value'] * 100:.1f} ({x['ci_low'] * 100:.1f}–{x['ci_high'] * 100:.1f})"
-                )
+                doc = ev.evaluate(cfg, a)
+                cells.append(_cell(doc["metrics"][metric]))
+                if (dataset, metric) in tests:
+                    side = Path(doc["artifacts"]["submission"])
+                    files = [side / f"cirr_test1_{k}.json" for k in ("recall", "recall_subset")]
+                    server = Path(Layout.of(cfg).raw(dataset), "cirr", "server")
+                    boot = blk["evaluate"]["bootstrap"]
+                    found = score_cirr(files, server, "test1", boot, cfg["seed"])
+                    held.append(_cell(found["metrics"][metric]))
+            cells += held
             print(
                 f"| {name} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.0f} |",
                 flush=True,
             )
+
+
+def _cell(x: dict[str, float]) -> str:
+    return f"{x['value'] * 100:.1f} ({x['ci_low'] * 100:.1f}–{x['ci_high'] * 100:.1f})"
 
 
 if __name__ == "__main__":

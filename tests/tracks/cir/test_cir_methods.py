@@ -361,8 +361,25 @@ def test_mine_negatives_starts_at_the_reference_and_never_takes_the_target() -> 
     assert all(len(set(row)) == len(row) for row in full)
     assert mine_negatives(feats, refs, targets, 0).shape == (3, 0)
     one_line_error(
-        "hard_negatives: 6, but the triplets have 6 images", mine_negatives, feats, refs, targets, 6
-    )
+        r"hard_negatives \+ target_negatives: 6 \+ 0, but the triplets have 6 images",
+        mine_negatives, feats, refs, targets, 6,
+    )  # fmt: skip
+
+
+def test_target_negatives_are_the_targets_neighbours_not_already_taken() -> None:
+    angles = np.deg2rad([0, 10, 25, 45, 70, 100])
+    feats = np.stack([np.cos(angles), np.sin(angles)], 1)
+    refs, targets = np.array([0, 5]), np.array([4, 1])
+    out = mine_negatives(feats, refs, targets, 2, 2)
+    # reference side: 0 then its nearest, 1; 5 then 4. Target side, the nearest to the target
+    # but for it and what is taken: to 4 (70 degrees) 3 (45) and 5 (100); to 1 (10) 0 and 2
+    assert out.tolist() == [[0, 1, 3, 5], [5, 4, 0, 2]]
+    only = mine_negatives(feats, refs, targets, 0, 3)
+    assert only.tolist() == [[3, 5, 2], [0, 2, 3]]  # the reference may come in on its side
+    one_line_error(
+        r"hard_negatives \+ target_negatives: 3 \+ 3, but the triplets have 6 images",
+        mine_negatives, feats, refs, targets, 3, 3,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- metrics

@@ -391,22 +391,33 @@ def train_lincir(
     return f"loss {rows[-1]['loss']:.4f}, cosine {rows[-1]['cosine']:.3f}"
 
 
-def mine_negatives(feats: np.ndarray, refs: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
-    """Per triplet, ``k`` row indices of ``feats``: the reference, then the images nearest to
-    it, never the triplet's target (ties by index)."""
-    out = np.zeros((len(refs), k), dtype=np.int64)
-    if k == 0:
+def mine_negatives(
+    feats: np.ndarray, refs: np.ndarray, targets: np.ndarray, k: int, k_target: int = 0
+) -> np.ndarray:
+    """Per triplet, ``k + k_target`` row indices of ``feats``: the reference, then the images
+    nearest to it (``k`` in all), then the ``k_target`` images nearest to the target that are
+    not among those; never the triplet's target (ties by index)."""
+    out = np.zeros((len(refs), k + k_target), dtype=np.int64)
+    if k + k_target == 0:
         return out
-    if k > len(feats) - 1:
+    if k + k_target > len(feats) - 1:
         raise MatchbenchError(
-            f"tracks.cir.two_stage.hard_negatives: {k}, but the triplets have {len(feats)} images"
+            f"tracks.cir.two_stage.hard_negatives + target_negatives: {k} + {k_target}, but the "
+            f"triplets have {len(feats)} images"
         )
     for s in range(0, len(refs), 1024):
-        sim = feats[refs[s : s + 1024]] @ feats.T
-        rows = np.arange(sim.shape[0])
-        sim[rows, refs[s : s + 1024]] = np.inf  # the reference first
-        sim[rows, targets[s : s + 1024]] = -np.inf  # never the target
-        out[s : s + 1024] = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        part = slice(s, s + 1024)
+        rows = np.arange(len(refs[part]))
+        if k:
+            sim = feats[refs[part]] @ feats.T
+            sim[rows, refs[part]] = np.inf  # the reference first
+            sim[rows, targets[part]] = -np.inf  # never the target
+            out[part, :k] = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        if k_target:
+            sim = feats[targets[part]] @ feats.T
+            sim[rows, targets[part]] = -np.inf
+            sim[rows[:, None], out[part, :k]] = -np.inf  # not twice
+            out[part, k:] = np.argsort(-sim, axis=1, kind="stable")[:, :k_target]
     return out
 
 
@@ -431,7 +442,7 @@ def train_stage2(
             raise MatchbenchError(f"{qpath}: {col} image {missing[0]!r} has no feature in {folder}")
     refs = np.array([row[x] for x in q["reference"]])
     tgts = np.array([row[t[0]] for t in q["targets"]])
-    negs = mine_negatives(feats, refs, tgts, ts["hard_negatives"])
+    negs = mine_negatives(feats, refs, tgts, ts["hard_negatives"], ts["target_negatives"])
 
     start_path = Path(checkpoint(cfg, STAGE1, backbone))
     stage1 = Composer.load(start_path)
