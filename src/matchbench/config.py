@@ -170,8 +170,20 @@ def resolve(raw: Config, source: str = "config") -> Config:
         )
     validate(raw, source)
     cfg = fill_defaults(copy.deepcopy(raw), _with_family_options(raw)[0])
+    _check_family_options(cfg, source)
     _check_references(cfg, source)
     return cfg
+
+
+def _check_family_options(cfg: Config, source: str) -> None:
+    """Each dataset's options, checked by its family where a schema cannot (min <= max)."""
+    from matchbench.data import check_options, get_family
+
+    for name, ds in cfg["datasets"].items():
+        try:
+            check_options(get_family(ds["family"]), ds.get("options") or {}, name)
+        except MatchbenchError as e:
+            raise MatchbenchError(f"{source}: {e}") from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -296,6 +296,31 @@ def test_every_family_checks_its_options(raw, spec, expected):
     assert "datasets.extra." in msg
 
 
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"family": "miniworld-ilias", "options": {"object_scale": [0.3, 0.1]}},
+         "options.object_scale: [0.3, 0.1] is not a [min, max] range (min > max)"),
+        ({"family": "miniworld-ilias", "options": {"clutter": [4, 2]}},
+         "options.clutter: [4, 2] is not a [min, max] range"),
+        ({"family": "miniworld-cir", "options": {"objects": [3, 1]}},
+         "option objects = [3, 1], expected [min, max] with 1 <= min <= max <= 3"),
+        ({"family": "miniworld-vl", "options": {"objects": [2, 1]}},
+         "option objects = [2, 1], expected [min, max]"),
+        ({"family": "miniworld-spair", "options": {"image_size": [128, 64]}},
+         "option image_size = [128, 64], expected [min, max] side in pixels"),
+    ],
+)  # fmt: skip
+def test_what_a_schema_cannot_say_fails_when_the_config_loads(raw, spec, expected):
+    """min <= max and the like are the family's own checks; they run at config load (so at
+    `snakemake -n`), not first in the download job."""
+    raw["datasets"]["extra"] = spec
+    msg = error_of(raw)
+    assert msg.startswith("cfg.yaml: dataset extra: ") and expected in msg and "\n" not in msg
+    spec["options"] = {}
+    resolve(raw, "cfg.yaml")  # the family's defaults pass its own check
+
+
 def test_cli_bad_dataset_option_is_one_line_per_problem(tmp_path, raw, capsys):
     raw["datasets"]["miniworld"]["options"] |= {"per_clas": {"train": 4}, "gradient": "no"}
     p = write(tmp_path, raw)

@@ -37,6 +37,18 @@ class DatasetFamily(Protocol):
     def prepare(self, raw_dir: Path, out_dir: Path, options: dict[str, Any]) -> None:
         """Parse ``raw_dir`` and write ``out_dir/images.parquet`` (+ decoded images)."""
 
+    # Optional: ``check_options(options, where)`` checks what ``options_schema`` cannot say
+    # (min <= max, enough images for the pairs) on resolved options, raising a one-line
+    # MatchbenchError that names ``where``; config loading calls it (:func:`check_options`),
+    # so a bad combination fails at ``snakemake -n``, not in the download job.
+
+
+def check_options(family: DatasetFamily, options: Mapping[str, Any], where: str) -> None:
+    """The family's own check of its resolved ``options`` (its ``check_options``), if it has one."""
+    check = getattr(family, "check_options", None)
+    if check is not None:
+        check(copy.deepcopy(dict(options)), where)
+
 
 def options_object(**properties: dict[str, Any]) -> dict[str, Any]:
     """A family's ``options_schema``: an object of exactly these keys (each a JSON schema)."""

@@ -508,14 +508,19 @@ class MiniWorldCIR:
     options_schema = options_object(**_cir_schema())
     GENERATOR_VERSION = 1
 
+    def check_options(self, options: dict[str, Any], where: str) -> None:
+        from matchbench.tracks.cir.synth import cir_options
+
+        cir_options({k: v for k, v in options.items() if k not in ("seed", "progress")}, where)
+
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        from matchbench.tracks.cir.synth import cir_options, write_miniworld_cir
+        from matchbench.tracks.cir.synth import write_miniworld_cir
 
         opts = resolve_options(self, options)
+        self.check_options(opts, self.name)  # before anything is written
         seed = opts.pop("seed")
         progress = opts.pop("progress", True)
         bench = opts.pop("benchmark")
-        cir_options({**opts, "benchmark": bench}, self.name)  # before anything is written
         with atomic_dir(raw_dir) as tmp:
             summary = write_miniworld_cir(
                 tmp / _FOLDER[bench], benchmark=bench, seed=seed, progress=progress, **opts

@@ -437,14 +437,20 @@ class MiniWorldVL:
     options_schema = options_object(**_vl_schema())
     GENERATOR_VERSION = 1
 
+    def check_options(self, options: dict[str, Any], where: str) -> None:
+        from matchbench.tracks.compose.synth import vl_options
+
+        skip = ("seed", "progress", "box_tolerance")
+        vl_options({k: v for k, v in options.items() if k not in skip}, where)
+
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        from matchbench.tracks.compose.synth import vl_options, write_miniworld_vl
+        from matchbench.tracks.compose.synth import write_miniworld_vl
 
         opts = resolve_options(self, options)
+        self.check_options(opts, self.name)  # before anything is written
         seed = opts.pop("seed")
         progress = opts.pop("progress", True)
         tol = opts.pop("box_tolerance")
-        vl_options(opts, self.name)  # what the schema cannot say, before anything is written
         with atomic_dir(raw_dir) as tmp:
             summary = write_miniworld_vl(tmp, seed=seed, progress=progress, **opts)
             write_json(

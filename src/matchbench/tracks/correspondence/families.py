@@ -387,14 +387,20 @@ class MiniWorldSpair:
     )
     GENERATOR_VERSION = 1
 
+    def check_options(self, options: dict[str, Any], where: str) -> None:
+        from matchbench.tracks.correspondence.synth import scene_options
+
+        skip = ("seed", "kps_tolerance")
+        scene_options({k: v for k, v in options.items() if k not in skip}, where)
+
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
-        from matchbench.tracks.correspondence.synth import scene_options, write_spair
+        from matchbench.tracks.correspondence.synth import write_spair
 
         opts = resolve_options(self, options)
+        self.check_options(opts, self.name)  # before anything is written
         seed = opts.pop("seed")
         tol = opts.pop("kps_tolerance")
         progress = opts.pop("progress", True)
-        scene_options(opts, self.name)  # what the schema cannot say; before anything is written
         with atomic_dir(raw_dir) as tmp:
             summary = write_spair(tmp, seed=seed, progress=progress, **opts)
             write_json(

@@ -628,6 +628,11 @@ class MiniWorldIlias:
     options_schema = options_object(**_miniworld_schema())
     GENERATOR_VERSION = 1
 
+    def check_options(self, options: dict[str, Any], where: str) -> None:
+        from matchbench.tracks.retrieval.synth import IliasOptions
+
+        IliasOptions.of(options, where)
+
     def download(self, raw_dir: Path, options: dict[str, Any]) -> None:
         from matchbench.tracks.retrieval.synth import IliasOptions, write_core, write_uned
 

@@ -680,15 +680,16 @@ class IliasOptions:
     occlusion: float = Clutter.occlusion
 
     @classmethod
-    def of(cls, options: Mapping[str, Any]) -> IliasOptions:
-        """The generator's part of a family's (resolved) options."""
+    def of(cls, options: Mapping[str, Any], where: str = "miniworld-ilias") -> IliasOptions:
+        """The generator's part of a family's (resolved) options, checked where a schema
+        cannot (min <= max); errors name the dataset ``where``."""
         found = {k: v for k, v in options.items() if k in cls.__dataclass_fields__}
         for key in ("object_scale", "clutter"):
             if key in found:
                 lo, hi = found[key] = tuple(found[key])
                 if lo > hi:
                     raise MatchbenchError(
-                        f"dataset miniworld-ilias: options.{key}: [{lo}, {hi}] is not a "
+                        f"dataset {where}: options.{key}: [{lo}, {hi}] is not a "
                         "[min, max] range (min > max)"
                     )
         return cls(**found)
