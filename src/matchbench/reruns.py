@@ -30,6 +30,8 @@ SOURCE_ROOT = PACKAGE_ROOT.parent  # src/
 
 # Keys every job that runs a network reads (runtime.start).
 RUNTIME_KEYS = ("seed", "threads", "device", "extract.precision")
+# The extract block's keys an extraction's features depend on (batches never cross shards).
+EXTRACT_KEYS = ("extract.batch_size", "extract.shard_size")
 
 
 def module_file(module: str) -> Path | None:
@@ -129,7 +131,8 @@ def job_reads(
     elif stage == "weights":
         keys.append(f"backbones.{opts['backbone']}")
     elif stage == "extract":
-        keys += [f"backbones.{backbone_of(opts['model'])}", "extract", *RUNTIME_KEYS]
+        # Not extract.workers: the processes that decode images do not change the features.
+        keys += [f"backbones.{backbone_of(opts['model'])}", *EXTRACT_KEYS, *RUNTIME_KEYS]
         if opts.get("shard"):  # a distractor shard: read by its dataset's family
             keys.append(f"datasets.{opts['dataset']}")
             modules.append(type(get_family(cfg["datasets"][opts["dataset"]]["family"])).__module__)

@@ -143,6 +143,18 @@ def test_an_unchanged_config_under_another_name_reruns_nothing(workspace: Path) 
     assert planned_jobs(workspace, "tiny_copy.yaml") == {}
 
 
+def test_more_loader_workers_rerun_nothing(workspace: Path) -> None:
+    """extract.workers decides how many processes decode images, not the features: a job's
+    rerun key leaves it out (a batch size, which may, reruns every extraction)."""
+    cfg = yaml.safe_load((workspace / TINY).read_text())
+    cfg.setdefault("extract", {})["workers"] = 3
+    (workspace / "workers.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(workspace, "workers.yaml") == {}
+    cfg["extract"]["batch_size"] = 7
+    (workspace / "batch.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(workspace, "batch.yaml").get("extract", 0) > 0
+
+
 def test_cir_submissions_score_against_the_held_ground_truth(workspace: Path) -> None:
     """The test-server files evaluate writes for CIRR's hidden test1 split are what the server
     reads: `matchbench score` scores them against the mini-world's held ground truth, and a
