@@ -16,11 +16,13 @@ gives the choices made where a paper leaves a detail out.
   Pic2Word objective plus the soft text alignment (``two_stage.soft_alignment``): the
   pseudo-word prompt's feature is classified against the batch's caption features with soft
   targets, the softmax of caption-to-caption similarities at ``soft_temperature``.
-- ``cir-stage2``: the mapping of stage 1 frozen; composing adapters after the last text
-  blocks and the visual semantic injection gain train on synthetic triplets (``triplets``):
-  the composed query ``normalize(t + g v)`` of (reference, text) is contrasted with the
-  batch's targets and, per triplet, ``two_stage.hard_negatives`` images mined from the
-  triplets' own features (the reference and its nearest neighbours, never the target).
+- ``cir-stage2``: from stage 1's mapping (trained further unless ``two_stage.train_mapping``
+  is false), composing adapters after the last text blocks and the visual semantic injection
+  gain train on synthetic triplets (``triplets``): the composed query ``normalize(t + g v)`` of
+  (reference, text) is contrasted with the batch's targets and, per triplet,
+  ``two_stage.hard_negatives`` images mined from the triplets' own features (the reference and
+  its nearest neighbours, never the target), then ``two_stage.target_negatives`` nearest the
+  target.
 
 AdamW with a cosine schedule; every random draw from the run's generator; a checkpoint per
 epoch (``matchbench.training.Resume``). ``model.safetensors`` holds the :class:`Composer`.
