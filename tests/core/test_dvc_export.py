@@ -79,7 +79,16 @@ def test_every_stage_runs_the_command_snakemake_runs(
     assert not any("/tracks/ssl/" in d or "/report/" in d for d in code)
     # ... and the config values it reads, as DVC params of the config file.
     assert extract["params"] == [
-        {"config/default.yaml": ["backbones.resnet-mini", "device", "extract", "seed", "threads"]}
+        {
+            "config/default.yaml": [
+                "backbones.resnet-mini",
+                "device",
+                "extract.batch_size",  # not extract.workers: it cannot change the features
+                "extract.shard_size",
+                "seed",
+                "threads",
+            ]
+        }
     ]
     finetune = stages["finetune_correspondence--mini-spair--repvgg-mini"]
     (params,) = finetune["params"]
