@@ -102,7 +102,7 @@ CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
 COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-hn")))
 RETRIEVAL_MODELS = tuple(
     f"{x}@{m}"
-    for x in ("clip-mini", "clip-mini+clip-rich")
+    for x in ("resnet-ilias", "resnet-ilias+ilias-embed", "clip-mini+clip-rich")
     for m in ("global", "aqe", "linear", "linear-aqe")
 )
 CIR_MODELS = tuple(

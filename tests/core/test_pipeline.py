@@ -87,8 +87,15 @@ def test_report_is_written(workspace: Path) -> None:
     for m in ("recall@1", "recall@50", "recall_subset@3"):
         assert len(cir[cir["metric"] == m]) == len(methods), m
     retrieval = table[table["task"] == "retrieval"]
-    assert set(retrieval["model"]) == {f"clip-mini+clip-rich@{m}" for m in ("global", "linear-aqe")}
+    assert set(retrieval["model"]) == {
+        f"{x}@{m}"
+        for x in ("clip-mini+clip-rich", "resnet-mini+ilias-embed")
+        for m in ("global", "linear-aqe")
+    }
     assert set(retrieval["metric"]) == {"image_map@50", "text_map@50"}
+    # A ResNet has no text tower: its text queries are not run.
+    resnet = retrieval[retrieval["model"].str.startswith("resnet-mini")]
+    assert set(resnet["metric"]) == {"image_map@50"}
     assert set(table["task"]) == {"ssl", "correspondence", "compose", "cir", "retrieval"}
     assert table["value"].between(0, 1).all()
     for figure in (
@@ -224,9 +231,9 @@ def test_adding_a_distractor_shard_reruns_only_that_shard_and_the_searches(works
     (workspace / "shards.yaml").write_text(yaml.safe_dump(cfg))
     assert planned_jobs(workspace, "shards.yaml") == {
         "download_shard": 1,
-        "extract_shard": 1,
-        "retrieve": 2,
-        "evaluate_retrieval": 2,
+        "extract_shard": 2,  # one per model
+        "retrieve": 4,
+        "evaluate_retrieval": 4,
         "report": 1,
         "all": 1,
     }

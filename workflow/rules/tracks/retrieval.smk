@@ -10,6 +10,7 @@ RET = CFG["tracks"]["retrieval"]
 RET_DATASETS = datasets_of("retrieval")
 RET_SHARDS = ret_methods.shard_names(CFG, RET["dataset"])
 RET_LINEAR = ret_methods.LINEAR
+RET_EMBED = ret_methods.EMBED
 
 
 rule prepare_retrieval:
@@ -104,6 +105,32 @@ rule finetune_retrieval:
         "../../../envs/matchbench.yaml"
     shell:
         "matchbench finetune --config {CONFIG_FILE:q} --recipe {RET_LINEAR} "
+        "--dataset {wildcards.dataset:q} --backbone {wildcards.backbone:q} 2> {log:q}"
+
+
+rule finetune_retrieval_embed:
+    # A backbone fine-tuned as an instance embedding on the training set's images
+    # (the model <backbone>+ilias-embed).
+    input:
+        index=L.index("{dataset}"),
+        weights=backbone_weights,
+    output:
+        model=L.model(RET_EMBED, "{dataset}", "{backbone}", "model.safetensors"),
+        log=L.model(RET_EMBED, "{dataset}", "{backbone}", "train_log.csv"),
+        config=L.model(RET_EMBED, "{dataset}", "{backbone}", "config.json"),
+    params:
+        reads=reads("finetune", recipe=RET_EMBED, dataset="{dataset}", backbone="{backbone}"),
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    log:
+        L.log("finetune", RET_EMBED, "{dataset}", "{backbone}"),
+    benchmark:
+        L.benchmark("finetune", RET_EMBED, "{dataset}", "{backbone}"),
+    conda:
+        "../../../envs/matchbench.yaml"
+    shell:
+        "matchbench finetune --config {CONFIG_FILE:q} --recipe {RET_EMBED} "
         "--dataset {wildcards.dataset:q} --backbone {wildcards.backbone:q} 2> {log:q}"
 
 

@@ -10,6 +10,8 @@ models.
   ``miniworld-ilias`` families, distractor tar shards (scatter: one job per shard);
 - ``methods``: method names, model names ``<model>@<method>``, the linear recipe (no torch);
 - ``adapt``: the ``ilias-linear`` recipe (a cosine classifier on stored descriptors);
+- ``embed``: the ``ilias-embed`` recipe (a backbone fine-tuned as a cosine classifier of the
+  same training set's instances: the model ``<backbone>+ilias-embed``);
 - ``retrieve``: the search stage (exact sharded search or a faiss index, αQE), ranked lists
   and the ILIAS prediction JSON;
 - ``evaluate``: mAP@1k of image and text queries with CIs, by scale and clutter, against the
@@ -27,6 +29,8 @@ from matchbench.layout import Layout, split_model
 from matchbench.tracks import SIDES, Recipe, Track
 from matchbench.tracks.retrieval.methods import (
     ADAPTED,
+    EMBED,
+    EMBED_LOG_COLUMNS,
     EXPANDED,
     LINEAR,
     LINEAR_LOG_COLUMNS,
@@ -57,12 +61,14 @@ def check(cfg: dict[str, Any], block: dict[str, Any], source: str) -> None:
         if "@" in x:
             raise MatchbenchError(f"{source}: {KEY}.models: {x!r} must not contain '@'")
     ada = block["adaptation"]["dataset"]
-    if adapted(block):
+    embedded = [x for x in block["models"] if split_model(x)[1] == EMBED]
+    if adapted(block) or embedded:
         if ada is None:
-            users = [m for m in block["methods"] if m in ADAPTED]
+            users = [f"method {m!r}" for m in block["methods"] if m in ADAPTED]
+            users += [f"model {x!r}" for x in embedded]
             raise MatchbenchError(
-                f"{source}: {KEY}.adaptation.dataset is null, but method {users[0]!r} trains "
-                "the linear adaptation on it; name a dataset"
+                f"{source}: {KEY}.adaptation.dataset is null, but {users[0]} trains on it; "
+                "name a dataset"
             )
         check_names(source, f"{KEY}.adaptation.dataset", [ada], cfg["datasets"], "datasets")
         if ada == block["dataset"]:
@@ -88,6 +94,8 @@ def check(cfg: dict[str, Any], block: dict[str, Any], source: str) -> None:
 def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
     """The ``tracks.retrieval`` keys each of the track's jobs reads."""
     if stage == "finetune":
+        if opts.get("recipe") == EMBED:
+            return [f"{KEY}.train", f"{KEY}.adaptation.dataset"]
         return [f"{KEY}.adaptation"]
     if stage == "retrieve":
         method = split_method(opts["model"])[1]
@@ -105,11 +113,18 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
 
 
 def targets(cfg: dict[str, Any], layout: Layout) -> list[str]:
-    """Every method's metrics on the dataset, and the linear adaptations' training logs."""
+    """Every method's metrics on the dataset, and the training logs of the linear adaptations
+    and of the fine-tuned backbones."""
     block = cfg["tracks"][TASK]
     files = [
         layout.metrics(TASK, block["dataset"], m, side) for m in models(block) for side in SIDES
     ]
+    for x in block["models"]:
+        backbone, recipe = split_model(x)
+        if recipe == EMBED:
+            files.append(
+                layout.model(EMBED, block["adaptation"]["dataset"], backbone, "train_log.csv")
+            )
     if adapted(block):
         for x in block["models"]:
             files.append(layout.model(LINEAR, block["adaptation"]["dataset"], x, "train_log.csv"))
@@ -122,7 +137,11 @@ TRACK = Track(
     package=__name__,
     evaluate=f"{__name__}.evaluate:evaluate",
     retrieve=f"{__name__}.retrieve:retrieve",
-    recipes=(Recipe(LINEAR, f"{__name__}.adapt:train", LINEAR_LOG_COLUMNS, ("loss", "batch_acc")),),
+    recipes=(
+        Recipe(LINEAR, f"{__name__}.adapt:train", LINEAR_LOG_COLUMNS, ("loss", "batch_acc")),
+        Recipe(EMBED, f"{__name__}.embed:train", EMBED_LOG_COLUMNS, ("loss", "batch_acc")),
+    ),
+    checkpoint=f"{__name__}.methods:embed_checkpoint",
     families=(f"{__name__}.families",),
     check=f"{__name__}:check",
     reads=f"{__name__}:reads",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,14 +58,7 @@ def training_set(
     layout = Layout.of(cfg)
     index_path = Path(layout.index(dataset))
     index = read_index(index_path)
-    # The classes are the instances; an ImageFolder of instances (UnED) has them as `class`.
-    column = "instance" if (index["instance"].astype(str) != "").all() else "class"
-    names_of = index[column].astype(str)
-    if (names_of == "").any():
-        raise MatchbenchError(
-            f"{index_path}: every image needs an `instance` (or a `class`) to train the linear "
-            "adaptation"
-        )
+    y, _ = instance_labels(index, index_path, LINEAR)
     folder = Path(layout.features(dataset, model))
     feats, ids, _ = read_features(folder)
     row = {x: i for i, x in enumerate(ids)}
@@ -73,15 +67,30 @@ def training_set(
         raise MatchbenchError(
             f"{folder}: image {missing[0]!r} of {index_path} has no feature; extract again"
         )
+    x = feats[[row[i] for i in index["id"]]]
+    return x, y, index_path
+
+
+def instance_labels(
+    index: pd.DataFrame, index_path: Path, recipe: str
+) -> tuple[np.ndarray, list[str]]:
+    """Each image's instance as a label 0..C-1, and the instances' names (sorted): the
+    classes of the cosine classifiers of ``ilias-linear`` and ``ilias-embed``."""
+    # The classes are the instances; an ImageFolder of instances (UnED) has them as `class`.
+    column = "instance" if (index["instance"].astype(str) != "").all() else "class"
+    names_of = index[column].astype(str)
+    if (names_of == "").any():
+        raise MatchbenchError(
+            f"{index_path}: every image needs an `instance` (or a `class`) to train "
+            f"--recipe {recipe}"
+        )
     names = sorted(set(names_of))
     if len(names) < 2:
         raise MatchbenchError(
-            f"{index_path}: the linear adaptation needs at least 2 instances, got {len(names)}"
+            f"{index_path}: --recipe {recipe} needs at least 2 instances, got {len(names)}"
         )
     label = {n: i for i, n in enumerate(names)}
-    x = feats[[row[i] for i in index["id"]]]
-    y = np.array([label[n] for n in names_of], dtype=np.int64)
-    return x, y, index_path
+    return np.array([label[n] for n in names_of], dtype=np.int64), names
 
 
 def train(

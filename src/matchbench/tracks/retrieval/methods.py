@@ -9,13 +9,17 @@ model ``<x>`` (a backbone or ``<backbone>+<recipe>`` trained by another track) i
 - ``linear``: the descriptors through the linear adaptation trained by the recipe
   ``ilias-linear`` on ``adaptation.dataset`` (ILIAS ``linear_adaptation/``);
 - ``linear-aqe``: ``linear`` re-ranked by alpha query expansion.
+
+The track's other recipe, ``ilias-embed``, fine-tunes a whole backbone on the same training
+set: ``<backbone>+ilias-embed`` is a model, searched under every method like a backbone.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from matchbench.layout import Layout
+from matchbench.errors import MatchbenchError
+from matchbench.layout import Layout, split_model
 from matchbench.tracks import METHOD_SEP, filled_block
 from matchbench.tracks import split_method as _split
 
@@ -24,6 +28,10 @@ METHODS = ("global", "aqe", "linear", "linear-aqe")
 SEP = METHOD_SEP
 LINEAR = "ilias-linear"
 LINEAR_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc")
+# The backbone fine-tuned as an instance embedding on the same training set (UnED's baseline):
+# a model of its own, ``<backbone>+ilias-embed``.
+EMBED = "ilias-embed"
+EMBED_LOG_COLUMNS = LINEAR_LOG_COLUMNS
 ADAPTED = ("linear", "linear-aqe")
 EXPANDED = ("aqe", "linear-aqe")
 # Query kinds, as ILIAS splits them: image queries (cropped by their boxes) and text queries.
@@ -49,6 +57,24 @@ def checkpoint(cfg: dict[str, Any], model: str) -> str:
     """The linear adaptation of ``model`` (``model.safetensors`` of the recipe ``ilias-linear``)."""
     blk = block(cfg)
     return Layout.of(cfg).model(LINEAR, blk["adaptation"]["dataset"], model, "model.safetensors")
+
+
+def embed_checkpoint(cfg: dict[str, Any], model: str, dataset: str) -> str:
+    """The backbone ``<backbone>+ilias-embed`` loads, on any dataset: the one fine-tuned on
+    ``adaptation.dataset`` (``Track.checkpoint``; :meth:`Layout.model_weights` asks it)."""
+    backbone, recipe = split_model(model)
+    if recipe != EMBED:
+        raise MatchbenchError(
+            f"model {model!r}: {recipe} trains a linear layer, not a backbone; "
+            f"search its descriptors as the method `{model_name(backbone, 'linear')}`"
+        )
+    train_on = block(cfg)["adaptation"]["dataset"]
+    if train_on is None:
+        raise MatchbenchError(
+            f"model {model!r}: {EMBED} trains on tracks.retrieval.adaptation.dataset, which is "
+            "null; name the training set there"
+        )
+    return Layout.of(cfg).model(EMBED, train_on, backbone, "model.safetensors")
 
 
 def method_checkpoint(cfg: dict[str, Any], model: str, method: str) -> str | None:
