@@ -57,6 +57,7 @@ rule finetune_cir:
     params:
         reads=reads("finetune", recipe="{recipe}", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:

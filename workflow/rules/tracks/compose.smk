@@ -74,6 +74,7 @@ rule finetune_clip:
     params:
         reads=reads("finetune", recipe="{recipe}", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:

@@ -79,6 +79,7 @@ rule finetune_correspondence:
     params:
         reads=reads("finetune", recipe="correspondence", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:

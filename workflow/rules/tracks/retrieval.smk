@@ -121,6 +121,7 @@ rule finetune_retrieval_embed:
     params:
         reads=reads("finetune", recipe=RET_EMBED, dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:

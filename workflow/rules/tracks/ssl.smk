@@ -15,6 +15,7 @@ rule finetune_ssl:
     params:
         reads=reads("finetune", recipe="ssl", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:
@@ -61,6 +62,7 @@ rule finetune_ssl_spp:
     params:
         reads=reads("finetune", recipe="ssl-spp", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
+    priority: LONG
     resources:
         gpu=GPU,
     log:
