@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 from matchbench.config import backbone_spec
 from matchbench.errors import MatchbenchError
-from matchbench.images import load_all, normalise, read_index
+from matchbench.images import load_all, read_index
 from matchbench.io import sha256_file, write_json, write_log
 from matchbench.layout import Layout
 from matchbench.models.backbones import load_model, save_state
 from matchbench.progress import bar as progress_bar
-from matchbench.runtime import start
+from matchbench.runtime import prepare_batch, start
 from matchbench.tracks.retrieval.adapt import CosineClassifier, instance_labels
 from matchbench.tracks.retrieval.methods import EMBED, EMBED_LOG_COLUMNS, block
 from matchbench.training import Progress, Resume, identity
@@ -108,7 +108,7 @@ def train(
         losses, accs = [], []
         for b in range(steps_per_epoch):
             idx = order[b * bs : (b + 1) * bs]
-            x = normalise(images[idx].to(device).float() / 255, backbone.mean, backbone.std)
+            x = prepare_batch(images[idx], backbone, device)
             target = y[idx].to(device)
             logits = head(F.normalize(backbone(x), dim=1), target)
             loss = F.cross_entropy(logits, target)
