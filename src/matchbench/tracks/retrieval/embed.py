@@ -41,8 +41,6 @@ from matchbench.training import Progress, Resume, identity
 def train(
     cfg: dict[str, Any], dataset: str, backbone_name: str, out: Path, pairs: Path | None = None
 ) -> str:
-    if pairs is not None:
-        raise MatchbenchError(f"--recipe {EMBED} takes no --pairs")
     blk = block(cfg)
     tcfg = blk["train"]
     if dataset != blk["adaptation"]["dataset"]:
