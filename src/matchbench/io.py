@@ -83,13 +83,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def dumps_json(obj: Any) -> str:
-    """Canonical JSON: sorted keys, fixed indent, so equal content gives equal bytes."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+def dumps_json(obj: Any, compact: bool = False) -> str:
+    """Canonical JSON: sorted keys, fixed indent, so equal content gives equal bytes.
+
+    ``compact``: no indent and no spaces, for files read by programs (a ranked list of a
+    million entries): Python's C encoder, several times faster than the indenting one."""
+    if compact:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+    else:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+    return text + "\n"
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text(path, dumps_json(obj))
+def write_json(path: str | os.PathLike[str], obj: Any, compact: bool = False) -> None:
+    write_text(path, dumps_json(obj, compact))
 
 
 def read_json(path: str | os.PathLike[str], what: str = "") -> Any:

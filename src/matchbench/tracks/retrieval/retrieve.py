@@ -203,14 +203,18 @@ def encode_texts(
     cfg: dict[str, Any], model: str, dataset: str, texts: list[str]
 ) -> np.ndarray | None:
     """Text-query descriptors by the model's text tower, or None when it has none."""
+    from matchbench.config import backbone_spec
+    from matchbench.layout import split_model
+
+    if not texts or backbone_spec(cfg, split_model(model)[0])["source"] != "open_clip":
+        return None  # a timm encoder is image-only: no need to build it to learn that
+
     import torch
     import torch.nn.functional as F
 
     from matchbench.models.backbones import load_model
     from matchbench.runtime import start
 
-    if not texts:
-        return None
     rt = start(cfg)
     encoder = load_model(cfg, model, dataset)
     if not encoder.has_text:
@@ -311,6 +315,7 @@ def retrieve(cfg: dict[str, Any], args: argparse.Namespace) -> str:
         write_json(
             tmp / "predictions.json",
             _predictions(ranks[ranks["distractors"] == ranks["distractors"].max()]),
+            compact=True,
         )
         write_json(tmp / "search.json", info)
     kinds = ", ".join(
