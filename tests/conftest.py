@@ -350,11 +350,7 @@ class TinyRuns:
     tmp: Path
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
-    """One run of the tiny DAG per tool for the whole session: test_dvc compares the two,
-    test_pipeline works on a copy of Snakemake's."""
-    tmp = tmp_path_factory.mktemp("tiny")
+def _run_tiny(tmp: Path) -> TinyRuns:
     env = dvc_env(tmp / "home")
     smk = dvc_repo(tmp / "snakemake", env)
     dvc = dvc_repo(tmp / "dvc", env)
@@ -369,3 +365,52 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
     pristine = tmp / "pristine"
     shutil.copytree(smk, pristine, symlinks=True)  # copy2: file and folder mtimes kept
     return TinyRuns(env=env, snakemake=smk, dvc=dvc, pristine=pristine, tmp=tmp)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
+    """One run of the tiny DAG per tool for the whole session: test_dvc compares the two,
+    test_pipeline works on a copy of Snakemake's.
+
+    Under pytest-xdist the session is one per worker, so the first worker to ask makes the runs
+    in the folder the workers share, under a file lock, and the others wait for it and use them
+    (test_dvc and test_pipeline run on different workers: conftest's grouping below)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _run_tiny(tmp_path_factory.mktemp("tiny"))
+    import fcntl
+
+    tmp = tmp_path_factory.getbasetemp().parent / "tiny"
+    with open(f"{tmp}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done, failed = Path(f"{tmp}.done"), Path(f"{tmp}.failed")
+        if failed.exists():
+            pytest.fail(f"the tiny DAG failed on another worker:\n{failed.read_text()}")
+        if not done.exists():
+            try:
+                runs = _run_tiny(tmp)
+            except BaseException as e:  # pytest.fail is a BaseException
+                failed.write_text(str(e)[-4000:])
+                raise
+            done.touch()
+            return runs
+    env = dvc_env(tmp / "home")
+    return TinyRuns(env=env, snakemake=tmp / "snakemake", dvc=tmp / "dvc", pristine=tmp / "pristine", tmp=tmp)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- pytest-xdist
+
+# The README's test line runs the suite on two workers (pytest-xdist, --dist loadgroup). A file's
+# tests stay together on one worker (its module fixtures are made once); the tiny DAG's two
+# users are scheduled first and last, so that one worker makes the DAG while the other runs the
+# rest of the suite, and each then takes one of the two.
+_FIRST, _LAST = "tests/core/test_dvc.py", "tests/core/test_pipeline.py"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def path(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(path(item)))
+    items.sort(key=lambda item: {_FIRST: 0, _LAST: 2}.get(path(item), 1))  # stable
