@@ -171,6 +171,13 @@ def _background(
     return img
 
 
+def _supersampled(canvas: np.ndarray) -> np.ndarray:
+    """Each pixel repeated SUPERSAMPLE x SUPERSAMPLE times: the values ``np.kron`` with a block
+    of ones gives (a product by 1.0 is exact), without its multiplications (a fifth of a
+    rendering's time)."""
+    return canvas.repeat(SUPERSAMPLE, axis=0).repeat(SUPERSAMPLE, axis=1)
+
+
 def _texture(
     instance: Instance,
     size: int,
@@ -237,7 +244,7 @@ def render(
     """
     big = size * SUPERSAMPLE
     canvas = _background(view, big // SUPERSAMPLE, rng)
-    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    canvas = _supersampled(canvas)
     canvas = _add_clutter(canvas, view.clutter, rng, big, big)
 
     kps = keypoints(instance, view, size)
@@ -291,7 +298,7 @@ def render_scene(
     """
     bw, bh = width * SUPERSAMPLE, height * SUPERSAMPLE
     canvas = _background(view, width, rng, height)
-    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    canvas = _supersampled(canvas)
     canvas = _add_clutter(canvas, view.clutter, rng, bw, bh)
 
     def big(x: float) -> float:  # pixel-centre coordinate -> supersampled drawing coordinate
@@ -334,7 +341,7 @@ def render_objects(
     """
     bw, bh = width * SUPERSAMPLE, height * SUPERSAMPLE
     canvas = _background(background, width, rng, height)
-    canvas = np.kron(canvas, np.ones((SUPERSAMPLE, SUPERSAMPLE, 1)))
+    canvas = _supersampled(canvas)
     canvas = _add_clutter(canvas, background.clutter, rng, bw, bh)
     for instance, view in objects:
         kps = keypoints(instance, view, width, height)
