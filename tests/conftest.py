@@ -374,7 +374,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
 
     Under pytest-xdist the session is one per worker, so the first worker to ask makes the runs
     in the folder the workers share, under a file lock, and the others wait for it and use them
-    (test_dvc and test_pipeline run on different workers: conftest's grouping below)."""
+    (test_dvc is scheduled first and test_pipeline last: the ordering below)."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return _run_tiny(tmp_path_factory.mktemp("tiny"))
     import fcntl
@@ -399,10 +399,11 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
 
 # --------------------------------------------------------------------------- pytest-xdist
 
-# The README's test line runs the suite on two workers (pytest-xdist, --dist loadgroup). A file's
-# tests stay together on one worker (its module fixtures are made once); the tiny DAG's two
-# users are scheduled first and last, so that one worker makes the DAG while the other runs the
-# rest of the suite, and each then takes one of the two.
+# The README's test line runs the suite on one worker per core (pytest-xdist, `--dist loadfile`
+# in pyproject.toml: a file's tests stay on one worker, so its module fixtures are made once).
+# The tiny DAG's two users are scheduled first and last (`--no-loadscope-reorder` keeps this
+# order): one worker makes the DAG while the others run the rest of the suite, and test_pipeline
+# then finds it made.
 _FIRST, _LAST = "tests/core/test_dvc.py", "tests/core/test_pipeline.py"
 
 
@@ -410,7 +411,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def path(item: pytest.Item) -> str:
         return item.nodeid.split("::")[0]
 
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(path(item)))
     items.sort(key=lambda item: {_FIRST: 0, _LAST: 2}.get(path(item), 1))  # stable
