@@ -207,6 +207,10 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHTTPS
 
 # --------------------------------------------------------------------------- tiny configs
 
+# Torch threads for the tests that train in the test process: two alone, one per pytest-xdist
+# worker (one worker per core: a second thread would only wait for the other worker's core).
+WORKER_THREADS = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"  # the seconds-long DAG the integration tests run
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import WORKER_THREADS, tiny_config
 
 from matchbench.cli import main
 from matchbench.io import read_json
 
 CONFIG = tiny_config(
     run="corr-lift",
-    threads=2,
+    threads=WORKER_THREADS,
     datasets={
         "mw": {
             "family": "miniworld-spair",
