@@ -87,7 +87,7 @@ def dumps_json(obj: Any, compact: bool = False) -> str:
     """Canonical JSON: sorted keys, fixed indent, so equal content gives equal bytes.
 
     ``compact``: no indent and no spaces, for files read by programs (a ranked list of a
-    million entries): Python's C encoder, several times faster than the indenting one."""
+    million entries), which Python's C encoder writes (it cannot indent)."""
     if compact:
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
     else:

@@ -173,8 +173,8 @@ def _background(
 
 def _supersampled(canvas: np.ndarray) -> np.ndarray:
     """Each pixel repeated SUPERSAMPLE x SUPERSAMPLE times: the values ``np.kron`` with a block
-    of ones gives (a product by 1.0 is exact), without its multiplications (a fifth of a
-    rendering's time)."""
+    of ones gives (a product by 1.0 is exact), without its multiplications
+    (benchmarks/job_overheads.py)."""
     return canvas.repeat(SUPERSAMPLE, axis=0).repeat(SUPERSAMPLE, axis=1)
 
 
