@@ -354,10 +354,17 @@ class TinyRuns:
     tmp: Path
 
 
-def _run_tiny(tmp: Path) -> TinyRuns:
+def _tiny_layout(tmp: Path) -> TinyRuns:
+    """Where the tiny DAG's runs live under ``tmp`` (made by :func:`_run_tiny`)."""
     env = dvc_env(tmp / "home")
-    smk = dvc_repo(tmp / "snakemake", env)
-    dvc = dvc_repo(tmp / "dvc", env)
+    return TinyRuns(env=env, snakemake=tmp / "snakemake", dvc=tmp / "dvc", pristine=tmp / "pristine", tmp=tmp)  # fmt: skip
+
+
+def _run_tiny(tmp: Path) -> TinyRuns:
+    runs = _tiny_layout(tmp)
+    env = runs.env
+    smk = dvc_repo(runs.snakemake, env)
+    dvc = dvc_repo(runs.dvc, env)
     argv = ["snakemake", "--cores", "1", "--configfile", TINY_REL]
     proc = subprocess.Popen(argv, cwd=smk, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
@@ -366,9 +373,8 @@ def _run_tiny(tmp: Path) -> TinyRuns:
         out, _ = proc.communicate()
     if proc.returncode != 0:
         pytest.fail(f"snakemake exited {proc.returncode}:\n" + "\n".join(out.splitlines()[-40:]))
-    pristine = tmp / "pristine"
-    shutil.copytree(smk, pristine, symlinks=True)  # copy2: file and folder mtimes kept
-    return TinyRuns(env=env, snakemake=smk, dvc=dvc, pristine=pristine, tmp=tmp)
+    shutil.copytree(smk, runs.pristine, symlinks=True)  # copy2: file and folder mtimes kept
+    return runs
 
 
 @pytest.fixture(scope="session")
@@ -397,8 +403,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
                 raise
             done.touch()
             return runs
-    env = dvc_env(tmp / "home")
-    return TinyRuns(env=env, snakemake=tmp / "snakemake", dvc=tmp / "dvc", pristine=tmp / "pristine", tmp=tmp)  # fmt: skip
+    return _tiny_layout(tmp)
 
 
 # --------------------------------------------------------------------------- pytest-xdist
