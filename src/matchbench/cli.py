@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from matchbench import __version__
 from matchbench.errors import MatchbenchError, user_message
+from matchbench.warm import ENV, run_in_server
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": (
@@ -86,6 +88,12 @@ def os_error_message(e: OSError) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and os.environ.get(ENV):
+        # A job of a local Snakemake run: the warm server runs it in a child forked from a
+        # process that has imported torch already (matchbench.warm); None = no server here.
+        code = run_in_server(sys.argv[1:])
+        if code is not None:
+            return code
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None)

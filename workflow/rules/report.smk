@@ -41,7 +41,3 @@ rule report:
     shell:
         "matchbench report --config {CONFIG_FILE:q} --out {params.out:q} --title {wildcards.run:q} "
         "--metrics {params.metrics:q} 2> {log:q}"
-
-
-onsuccess:
-    print(f"\nmatchbench: report ready: {L.report(RUN, 'index.html')}\n")
