@@ -7,6 +7,9 @@
 2. The mini-world's supersampling, ``np.kron`` with a block of ones (before) against repeating
    pixels (``world._supersampled``, now), side by side on the canvases of a 64-px image:
    both give the same values, the ratio is the speed-up.
+3. One network job, ``matchbench extract`` of a small mini-world with ``resnet-mini``, run as a
+   new process (cold) and forked by the warm server (``matchbench.warm``, what a local
+   Snakemake run does), alternately, ``--repeats`` times each; both write the same features.
 
     python benchmarks/job_overheads.py [--repeats 5]
 
@@ -16,13 +19,17 @@ Run it with nothing else on the machine: the figures are wall times.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import timeit
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 IMPORTS = {
     "no network (matchbench.config, numpy, pandas, faiss)": (
@@ -65,6 +72,79 @@ def main() -> None:
     print(
         f"\nsupersampling a 64-px canvas x{SUPERSAMPLE}: np.kron {kron * 1e3:.2f} ms, "
         f"repeat {rep * 1e3:.2f} ms (best of {args.repeats} x {n}); ratio {kron / rep:.1f}"
+    )
+    report_cold_and_warm(args.repeats)
+
+
+JOB_CONFIG = {
+    "run": "overheads",
+    "device": "cpu",
+    "threads": 1,
+    "datasets": {
+        "miniworld": {
+            "family": "miniworld",
+            "options": {
+                "seed": 0,
+                "image_size": 32,
+                "categories": ["triangle", "square", "star"],
+                "per_class": {"train": 20, "val": 0, "test": 10},
+                "instances_per_class": 4,
+            },
+        }
+    },
+    "backbones": {
+        "resnet-mini": {
+            "source": "timm",
+            "arch": "test_resnet",
+            "pretrained": False,
+            "image_size": 32,
+        }
+    },
+    "extract": {"workers": 0},
+    "tracks": {"ssl": {"dataset": "miniworld", "backbones": ["resnet-mini"]}},
+}
+
+
+def cold_and_warm(repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``matchbench extract`` run cold and warm, alternately, in a scratch folder."""
+    from matchbench import warm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "config.yaml").write_text(yaml.safe_dump(JOB_CONFIG))
+        base = {k: v for k, v in os.environ.items() if k != warm.ENV}
+
+        def job(args: list[str], env: dict[str, str]) -> float:
+            t0 = time.perf_counter()
+            subprocess.run(["matchbench", *args, "--config", "config.yaml"], cwd=root, env=env,
+                           check=True, capture_output=True)  # fmt: skip
+            return time.perf_counter() - t0
+
+        job(["download", "--dataset", "miniworld"], base)
+        job(["prepare", "--dataset", "miniworld"], base)
+        server = warm.start(root / "warm.log")
+        assert server is not None
+        os.environ.pop(warm.ENV, None)
+        try:
+            hot = {**base, warm.ENV: str(server.socket)}
+            extract = ["extract", "--dataset", "miniworld", "--model", "resnet-mini"]
+            job(extract, hot)  # waits for the server's own imports: not counted
+            cold, warm_s = [], []
+            for _ in range(repeats):
+                cold.append(job(extract, base))
+                warm_s.append(job(extract, hot))
+        finally:
+            server.stop()
+    return cold, warm_s
+
+
+def report_cold_and_warm(repeats: int) -> None:
+    cold, hot = cold_and_warm(repeats)
+    c, w = statistics.median(cold), statistics.median(hot)
+    print(
+        f"\nmatchbench extract (90 mini-world images, resnet-mini): cold {c:.2f} s "
+        f"({min(cold):.2f}-{max(cold):.2f}), warm {w:.2f} s ({min(hot):.2f}-{max(hot):.2f}), "
+        f"medians of {repeats}, alternating; cold / warm {c / w:.1f}"
     )
 
 

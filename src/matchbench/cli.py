@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("matchbench.stages.score", "score predictions in an official benchmark format"),
     "dvc-export": ("matchbench.dvc_export", "write dvc.yaml from the Snakemake DAG"),
     "check": ("matchbench.stages.check", "validate a config file (YAML, schema, backbones)"),
+    "warm": (
+        "matchbench.warm",
+        "run a command (e.g. dvc repro) whose matchbench jobs fork from one warm process",
+    ),
 }
 
 

@@ -4,7 +4,8 @@ Every network job of the demo is a fresh ``matchbench`` process, and each paid 7
 (torch, timm and through them torchvision, which imports ``torch._dynamo``; open_clip; faiss)
 before a few seconds of work: a quarter of the demo's CPU time
 (``benchmarks/job_overheads.py``). So a local run starts one **server** (:func:`start`, from
-the Snakefile's ``onstart`` when ``warm_start`` is on): it imports those libraries and every
+the Snakefile's ``onstart`` when ``warm_start`` is on and jobs run in Snakemake's own
+environment, not a conda env or container): it imports those libraries and every
 stage module once, then waits on a Unix socket. A ``matchbench`` command that finds the socket
 in ``MATCHBENCH_WARM`` is a **client** (:func:`run_in_server`): it hands the server its
 arguments, working directory, environment, umask and its stdin/stdout/stderr (file descriptors
@@ -38,6 +39,7 @@ job's but their CPU and memory columns are the client's; the server's log
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import os
@@ -147,10 +149,8 @@ def _forward_signals(child: int) -> None:
     cold job); the client keeps waiting for its exit status."""
 
     def forward(signum: int, _frame: Any) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
-        except ProcessLookupError:
-            pass
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
@@ -179,11 +179,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for p in (self.socket, self.folder):
-            try:
-                p.unlink() if p == self.socket else p.rmdir()
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            self.socket.unlink()  # gone already when the server stopped itself
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
 
 def start(log: str | Path, timeout_s: float = 60.0) -> Server | None:
@@ -199,7 +198,14 @@ def start(log: str | Path, timeout_s: float = 60.0) -> Server | None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "matchbench.warm", str(sock), str(os.getpid())],
+            [
+                sys.executable,
+                "-m",
+                "matchbench.warm",
+                str(sock),
+                str(os.getpid()),
+                str(jobs_file(log)),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -210,19 +216,84 @@ def start(log: str | Path, timeout_s: float = 60.0) -> Server | None:
     while not sock.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
-            print(f"matchbench: the warm server did not start (see {log}); jobs run cold", file=sys.stderr)
+            print(
+                f"matchbench: the warm server did not start (see {log}); jobs run cold",
+                file=sys.stderr,
+            )
             return None
         time.sleep(0.05)
     os.environ[ENV] = str(sock)
     return server
 
 
+# ---------------------------------------------------------------- `matchbench warm CMD`
+
+
+def add_arguments(parser: Any) -> None:
+    import argparse
+
+    parser.add_argument(
+        "--log",
+        default="logs/warm-server.log",
+        help="the server's log: each job's pid, command, exit status and time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "argv",
+        metavar="COMMAND",
+        nargs=argparse.REMAINDER,
+        help="the command whose matchbench jobs run warm, after `--` (e.g. -- dvc repro)",
+    )
+
+
+def run(args: Any) -> int:
+    """``matchbench warm -- dvc repro``: run a command with a server for the ``matchbench``
+    commands it starts (Snakemake starts its own; ``dvc repro`` and scripts can use this)."""
+    import subprocess
+
+    from matchbench.errors import MatchbenchError
+
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        raise MatchbenchError("no command given; e.g. matchbench warm -- dvc repro")
+    server = start(args.log)
+    try:
+        try:
+            return subprocess.call(command)
+        except FileNotFoundError:
+            raise MatchbenchError(f"{command[0]!r}: no such command") from None
+    finally:
+        if server is not None:
+            server.stop()
+
+
 # ---------------------------------------------------------------- server
 
+JOB_COLUMNS = ("pid", "exit", "seconds", "max_rss_mb", "ended", "stderr", "command")
 
-def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
+
+def jobs_file(log: str | Path) -> Path:
+    """The server's record of its jobs beside its log (``warm-server.jobs.tsv``): a row per
+    job with its peak memory (Snakemake's ``benchmark:`` files see only the client) and the
+    file its stderr went to, which names the job (``matchbench.report.provenance``)."""
+    log = Path(log)
+    return log.with_name(f"{log.stem}.jobs.tsv")
+
+
+def read_jobs(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a :func:`jobs_file` (none when it is absent)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return [dict(zip(JOB_COLUMNS, line.split("\t"), strict=False)) for line in lines[1:] if line]
+
+
+def serve(
+    path: str, parent: int, record: str | None = None, preload: tuple[str, ...] = PRELOAD
+) -> None:
     """Listen on ``path``, import ``preload`` and the stage modules, then fork a child per
-    request until SIGTERM, or until ``parent`` is gone."""
+    request until SIGTERM, or until ``parent`` is gone; each job ends as a row of ``record``."""
+    jobs_tsv = Path(record) if record else None
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     listener.listen(64)
@@ -245,12 +316,12 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
     loaded = _preload(preload)
     _log(f"imported {', '.join(loaded)} in {time.perf_counter() - t0:.1f} s; serving at {path}")
 
-    jobs: dict[int, tuple[socket.socket, float, str]] = {}  # pid -> (connection, start, command)
+    jobs: dict[int, Job] = {}
     while not stopping:
         if os.getppid() != parent:
             _log(f"parent {parent} is gone: stopping")
             break
-        watched = [listener, wake_r, *(conn for conn, _, _ in jobs.values())]
+        watched = [listener, wake_r, *(job.conn for job in jobs.values())]
         readable, _, _ = select.select(watched, [], [], _POLL_S)
         for conn in readable:
             if conn == wake_r:
@@ -260,19 +331,19 @@ def serve(path: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None:
                 if job is not None:
                     jobs[job[0]] = job[1]
             else:  # a client sends nothing after its request: readable means it is gone
-                pid = next(p for p, (c, _, _) in jobs.items() if c is conn)
+                pid = next(p for p, job in jobs.items() if job.conn is conn)
                 _log(f"pid {pid}: its client is gone; killing it")
                 _kill(pid)
-        _reap(jobs)
+        _reap(jobs, jobs_tsv)
     for pid in list(jobs):
         _kill(pid)
     while jobs:
-        _reap(jobs, block=True)
+        _reap(jobs, jobs_tsv, block=True)
     listener.close()
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))  # the private folder start() made for the socket
     _log("stopped")
 
 
@@ -296,11 +367,17 @@ def _preload(modules: tuple[str, ...]) -> list[str]:
     return loaded
 
 
+class Job:
+    """A forked job: the client's connection, when it started, its command and stderr."""
+
+    def __init__(self, conn: socket.socket, command: str, stderr: str) -> None:
+        self.conn, self.command, self.stderr = conn, command, stderr
+        self.start = time.perf_counter()
+
+
 def _accept(
-    listener: socket.socket,
-    jobs: dict[int, tuple[socket.socket, float, str]],
-    wake: tuple[int, int],
-) -> tuple[int, tuple[socket.socket, float, str]] | None:
+    listener: socket.socket, jobs: dict[int, Job], wake: tuple[int, int]
+) -> tuple[int, Job] | None:
     conn, _ = listener.accept()
     fds: list[int] = []
     try:
@@ -329,7 +406,11 @@ def _accept(
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _child(request, fds, wake, close=[conn, listener, *(c for c, _, _ in jobs.values())])
+        _child(request, fds, wake, close=[conn, listener, *(job.conn for job in jobs.values())])
+    try:
+        stderr = os.readlink(f"/proc/self/fd/{fds[2]}")  # the job's log file, which names it
+    except OSError:
+        stderr = ""
     for fd in fds:
         os.close(fd)
     command = " ".join(["matchbench", *request["argv"]])
@@ -338,7 +419,7 @@ def _accept(
         conn.sendall(f"pid {pid}\n".encode())
     except OSError:
         _kill(pid)  # the client is gone already; _reap collects the child
-    return pid, (conn, time.perf_counter(), command)
+    return pid, Job(conn, command, stderr)
 
 
 def _child(
@@ -406,33 +487,52 @@ def _reopen_standard_streams() -> None:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
-def _reap(jobs: dict[int, tuple[socket.socket, float, str]], block: bool = False) -> None:
+def _reap(jobs: dict[int, Job], record: Path | None, block: bool = False) -> None:
+    """Collect ended children: log and record each, and tell its client its exit status."""
     while jobs:
         try:
-            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            pid, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
         except ChildProcessError:
             jobs.clear()
             return
         if pid == 0:
             return
-        conn, t0, command = jobs.pop(pid, (None, 0.0, ""))
+        job = jobs.pop(pid, None)
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code  # killed by signal n: 128 + n, as a shell says
-        _log(f"pid {pid}: exit {code} after {time.perf_counter() - t0:.1f} s ({command})")
-        if conn is not None:
-            try:
-                conn.sendall(f"exit {code}\n".encode())
-            except OSError:
-                pass
-            conn.close()
+        seconds = time.perf_counter() - job.start if job else 0.0
+        peak = usage.ru_maxrss / 1024  # KiB on Linux
+        command = job.command if job else "?"
+        _log(f"pid {pid}: exit {code} after {seconds:.1f} s, peak {peak:.0f} MB ({command})")
+        if job is not None:
+            if record is not None:
+                _record(record, pid, code, seconds, peak, job)
+            with contextlib.suppress(OSError):
+                job.conn.sendall(f"exit {code}\n".encode())
+            job.conn.close()
         if block:
             return
+
+
+def _record(path: Path, pid: int, code: int, seconds: float, peak: float, job: Job) -> None:
+    row = (
+        pid,
+        code,
+        f"{seconds:.2f}",
+        f"{peak:.1f}",
+        f"{time.time():.0f}",
+        job.stderr,
+        job.command,
+    )
+    fresh = not path.exists()
+    with open(path, "a", encoding="utf-8") as f:
+        if fresh:
+            f.write("\t".join(JOB_COLUMNS) + "\n")
+        f.write("\t".join(str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n")
 
 
 def _log(message: str) -> None:
@@ -440,6 +540,8 @@ def _log(message: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m matchbench.warm SOCKET PARENT_PID (started by matchbench.warm.start)")
-    serve(sys.argv[1], int(sys.argv[2]))
+    if len(sys.argv) not in (3, 4):
+        sys.exit(
+            "usage: python -m matchbench.warm SOCKET PARENT_PID [JOBS_TSV] (started by matchbench.warm.start)"
+        )
+    serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) == 4 else None)

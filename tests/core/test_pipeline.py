@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,20 @@ def test_report_is_written(workspace: Path) -> None:
     assert {j["job"].split("/")[0] for j in jobs} >= {"download", "extract", "finetune", "evaluate"}
     assert all(j["seconds"] > 0 and j["max_rss_mb"] > 10 for j in jobs), jobs
     assert "Time and memory per job" in (report / "index.html").read_text()
+
+
+def test_every_job_of_the_run_was_forked_by_the_warm_server(tiny_runs: TinyRuns) -> None:
+    # warm_start (default): Snakemake's onstart started matchbench.warm's server, and each job's
+    # `matchbench` handed its command to it. test_dvc compares these metrics with dvc repro's.
+    log = (tiny_runs.pristine / "logs/tiny/warm-server.log").read_text()
+    assert "serving at" in log and "warm: stopped" in log
+    jobs = list((tiny_runs.pristine / "logs/tiny/benchmarks").rglob("*.tsv"))
+    served = re.findall(r"pid \d+: exit 0 after [\d.]+ s, peak \d+ MB \(matchbench ", log)
+    assert len(served) == len(jobs) > 20
+    # The report's memory per job is the forked job's (the server's record), not the client's.
+    costs = json.loads((tiny_runs.pristine / "reports/tiny/provenance.json").read_text())["jobs"]
+    extract = [c for c in costs if c["job"].startswith("extract/")]
+    assert extract and all(c["max_rss_mb"] > 150 for c in extract), extract
 
 
 def test_second_run_has_nothing_to_do(workspace: Path) -> None:

@@ -720,6 +720,27 @@ def test_provenance_records_dvc_lock_and_each_jobs_cost(
     assert "<td>1.2</td><td>n/a</td>" in html
     assert "No job timings" in _job_costs([])
 
+    # Jobs forked by the warm server: Snakemake measured the client; the server's record of the
+    # job whose stderr is the job's log, ended when its benchmark file was written, says more.
+    import os
+
+    from matchbench.warm import JOB_COLUMNS, jobs_file
+
+    ended = (folder / "extract/ds/m.tsv").stat().st_mtime
+    logs = tmp_path / "logs" / "r"
+    rows = [
+        (11, 0, "12.4", "954.5", f"{ended:.0f}", str(logs / "extract/ds/m.log"), "matchbench extract"),
+        (12, 0, "1.2", "321.0", f"{ended - 3600:.0f}", str(logs / "evaluate/ssl/ds/m.log"), "old"),
+    ]
+    jobs_file(logs / "warm-server.log").write_text(
+        "\t".join(JOB_COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)
+    )
+    assert job_costs(folder) == [
+        {"job": "evaluate/ssl/ds/m", "seconds": 1.25, "max_rss_mb": None},  # an earlier run's row
+        {"job": "extract/ds/m", "seconds": 12.5, "max_rss_mb": 954.5},
+    ]
+    assert os.path.realpath(logs / "extract/ds/m.log") == str(logs / "extract/ds/m.log")
+
 
 def test_paired_tests_mark_what_cannot_be_told_from_the_best_and_the_tasks_line_up(
     tmp_path: Path,

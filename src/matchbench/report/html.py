@@ -244,7 +244,8 @@ def _job_costs(jobs: list[dict[str, Any]]) -> str:
         "in all (jobs run in parallel overlap). From Snakemake's <code>benchmark:</code> files "
         "(<code>logs/&lt;run&gt;/benchmarks/</code>): peak resident memory of the job's "
         "processes, sampled every 0.5 s for its first 15 s and every 30 s after, so a short "
-        "peak can be missed.</p>\n"
+        "peak can be missed; for a job forked by the warm server, its exact peak from the "
+        "server's record (<code>warm-server.jobs.tsv</code>).</p>\n"
         '<table class="costs">\n<tr><th>job</th><th>wall time (s)</th>'
         f"<th>peak memory (MB)</th></tr>\n{rows}\n</table>"
     )

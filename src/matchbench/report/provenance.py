@@ -92,20 +92,30 @@ def _number(text: str) -> float | None:
 def job_costs(folder: Path) -> list[dict[str, Any]]:
     """Wall time (s) and peak resident memory (MB) of each job, from the ``benchmark:`` files
     Snakemake wrote under ``folder`` (``<logs>/benchmarks/``; none when the jobs ran
-    under ``dvc repro``, which runs the commands without Snakemake)."""
+    under ``dvc repro``, which runs the commands without Snakemake).
+
+    A job the warm server ran (``matchbench.warm``) is a client process to Snakemake, so its
+    memory is the server's record of the forked job instead (``warm-server.jobs.tsv`` beside
+    ``folder``): the row whose stderr is the job's log (``<logs>/<job>.log``, the benchmark
+    file's path with the log's suffix) and which ended within a minute of that file's writing."""
+    from matchbench.warm import jobs_file, read_jobs
+
+    warm: dict[str, dict[str, str]] = {}
+    for row in read_jobs(jobs_file(folder.parent / "warm-server.log")):
+        warm[row.get("stderr", "")] = row  # the latest run of a job wins
     costs = []
     for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         if len(lines) < 2:
             continue  # a job that was killed before Snakemake wrote its numbers
         row = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=False))
-        costs.append(
-            {
-                "job": path.relative_to(folder).with_suffix("").as_posix(),
-                "seconds": _number(row.get("s", "")),
-                "max_rss_mb": _number(row.get("max_rss", "")),
-            }
-        )
+        job = path.relative_to(folder).with_suffix("").as_posix()
+        rss = _number(row.get("max_rss", ""))
+        forked = warm.get(os.path.realpath(folder.parent / f"{job}.log"), {})
+        ended = _number(forked.get("ended", ""))
+        if ended is not None and abs(ended - path.stat().st_mtime) < 60:
+            rss = _number(forked.get("max_rss_mb", ""))
+        costs.append({"job": job, "seconds": _number(row.get("s", "")), "max_rss_mb": rss})
     return costs
 
 
