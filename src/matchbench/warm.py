@@ -414,6 +414,8 @@ def _accept(
     for fd in fds:
         os.close(fd)
     command = " ".join(["matchbench", *request["argv"]])
+    if len(command) > 300:  # the report's command names every metrics file
+        command = f"{command[:300]}... ({len(request['argv'])} arguments)"
     _log(f"pid {pid}: {command}")
     try:
         conn.sendall(f"pid {pid}\n".encode())
