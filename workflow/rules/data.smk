@@ -4,6 +4,7 @@ rule download:
     params:
         reads=reads("download", dataset="{dataset}"),
     localrule: True
+    priority: FIRST
     log:
         L.log("download", "{dataset}"),
     benchmark:
@@ -23,6 +24,7 @@ rule prepare:
         dataset=one_of(PLAIN_DATASETS),
     params:
         reads=reads("prepare", dataset="{dataset}"),
+    priority: FIRST
     log:
         L.log("prepare", "{dataset}"),
     benchmark:

@@ -25,6 +25,7 @@ rule prepare_cir:
         dataset=one_of(CIR_DATASETS),
     params:
         reads=reads("prepare", dataset="{dataset}"),
+    priority: FIRST
     log:
         L.log("prepare", "{dataset}"),
     benchmark:

@@ -25,6 +25,7 @@ rule prepare_captions:
         dataset=one_of(CAPTION_DATASETS),
     params:
         reads=reads("prepare", dataset="{dataset}"),
+    priority: FIRST
     log:
         L.log("prepare", "{dataset}"),
     benchmark:

@@ -31,6 +31,7 @@ rule prepare_pairs:
         dataset=one_of(PAIR_DATASETS),
     params:
         reads=reads("prepare", dataset="{dataset}"),
+    priority: FIRST
     log:
         L.log("prepare", "{dataset}"),
     benchmark:

@@ -25,6 +25,7 @@ rule prepare_retrieval:
         dataset=one_of([d for d in RET_DATASETS if has_tables(d)]),
     params:
         reads=reads("prepare", dataset="{dataset}"),
+    priority: FIRST
     log:
         L.log("prepare", "{dataset}"),
     benchmark:

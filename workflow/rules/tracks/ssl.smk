@@ -15,7 +15,7 @@ rule finetune_ssl:
     params:
         reads=reads("finetune", recipe="ssl", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
-    priority: LONG
+    priority: LONG + 1  # the first of two trainings in a row: the demo's longest path
     resources:
         gpu=GPU,
     log:
@@ -39,6 +39,7 @@ rule mine:
     params:
         reads=reads("mine", track="ssl", dataset="{dataset}", model="{model}"),
     threads: THREADS
+    priority: LONG + 1
     log:
         L.log("mine", "{dataset}", "{model}"),
     benchmark:
@@ -62,7 +63,7 @@ rule finetune_ssl_spp:
     params:
         reads=reads("finetune", recipe="ssl-spp", dataset="{dataset}", backbone="{backbone}"),
     threads: THREADS
-    priority: LONG
+    priority: LONG + 1
     resources:
         gpu=GPU,
     log:
