@@ -13,6 +13,12 @@
 
     python benchmarks/job_overheads.py [--repeats 5]
 
+``--job "ARGS"`` times instead any ``matchbench ARGS`` in the current folder (a workspace after
+the demo), cold against warm, alternately; ``{out}`` in ARGS becomes a new folder per run, e.g.
+
+    python benchmarks/job_overheads.py --repeats 2 --job "finetune --config config/default.yaml \
+        --recipe clip-rich-hn --dataset mini-vl --backbone clip-mini --out {out}"
+
 Run it with nothing else on the machine: the figures are wall times.
 """
 
@@ -53,7 +59,11 @@ def import_seconds(statement: str, repeats: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--job", help="time this matchbench command cold and warm instead")
     args = ap.parse_args()
+    if args.job:
+        one_job_cold_and_warm(args.job, args.repeats)
+        return
 
     print("| what a job imports | median s | min-max s |")
     print("| :--- | ---: | ---: |")
@@ -136,6 +146,37 @@ def cold_and_warm(repeats: int) -> tuple[list[float], list[float]]:
         finally:
             server.stop()
     return cold, warm_s
+
+
+def one_job_cold_and_warm(args: str, repeats: int) -> None:
+    """``matchbench args`` here, cold and warm alternately; prints each time and the medians."""
+    import shlex
+
+    from matchbench import warm
+
+    base = {k: v for k, v in os.environ.items() if k != warm.ENV}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = warm.start(Path(tmp) / "warm.log")
+        assert server is not None
+        os.environ.pop(warm.ENV, None)
+        hot = {**base, warm.ENV: str(server.socket)}
+        subprocess.run(["matchbench", "--version"], env=hot, check=True, capture_output=True)
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        try:
+            for i in range(repeats):
+                for name, env in (("cold", base), ("warm", hot)):
+                    out = Path(tmp) / f"{name}{i}"
+                    argv = [a.replace("{out}", str(out)) for a in shlex.split(args)]
+                    t0 = time.perf_counter()
+                    subprocess.run(["matchbench", *argv], env=env, check=True, capture_output=True)
+                    times[name].append(time.perf_counter() - t0)
+                    print(f"{name} {i}: {times[name][-1]:.1f} s", flush=True)
+        finally:
+            server.stop()
+    c, w = statistics.median(times["cold"]), statistics.median(times["warm"])
+    print(
+        f"matchbench {args}: cold {c:.1f} s, warm {w:.1f} s (medians of {repeats}); cold - warm {c - w:.1f} s"
+    )
 
 
 def report_cold_and_warm(repeats: int) -> None:
