@@ -321,7 +321,7 @@ def serve(
         if os.getppid() != parent:
             _log(f"parent {parent} is gone: stopping")
             break
-        watched = [listener, wake_r, *(job.conn for job in jobs.values())]
+        watched = [listener, wake_r, *(job.conn for job in jobs.values() if not job.orphan)]
         readable, _, _ = select.select(watched, [], [], _POLL_S)
         for conn in readable:
             if conn == wake_r:
@@ -333,6 +333,7 @@ def serve(
             else:  # a client sends nothing after its request: readable means it is gone
                 pid = next(p for p, job in jobs.items() if job.conn is conn)
                 _log(f"pid {pid}: its client is gone; killing it")
+                jobs[pid].orphan = True  # watched no more: reaped at its SIGCHLD
                 _kill(pid)
         _reap(jobs, jobs_tsv)
     for pid in list(jobs):
@@ -373,6 +374,7 @@ class Job:
     def __init__(self, conn: socket.socket, command: str, stderr: str) -> None:
         self.conn, self.command, self.stderr = conn, command, stderr
         self.start = time.perf_counter()
+        self.orphan = False  # its client is gone
 
 
 def _accept(
