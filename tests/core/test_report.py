@@ -729,7 +729,15 @@ def test_provenance_records_dvc_lock_and_each_jobs_cost(
     ended = (folder / "extract/ds/m.tsv").stat().st_mtime
     logs = tmp_path / "logs" / "r"
     rows = [
-        (11, 0, "12.4", "954.5", f"{ended:.0f}", str(logs / "extract/ds/m.log"), "matchbench extract"),
+        (
+            11,
+            0,
+            "12.4",
+            "954.5",
+            f"{ended:.0f}",
+            str(logs / "extract/ds/m.log"),
+            "matchbench extract",
+        ),
         (12, 0, "1.2", "321.0", f"{ended - 3600:.0f}", str(logs / "evaluate/ssl/ds/m.log"), "old"),
     ]
     jobs_file(logs / "warm-server.log").write_text(
