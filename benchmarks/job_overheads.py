@@ -115,65 +115,55 @@ JOB_CONFIG = {
 }
 
 
-def cold_and_warm(repeats: int) -> tuple[list[float], list[float]]:
-    """Seconds of ``matchbench extract`` run cold and warm, alternately, in a scratch folder."""
+def timed_cold_and_warm(
+    argv: list[str], cwd: Path, repeats: int, verbose: bool = False
+) -> tuple[list[float], list[float]]:
+    """Seconds of ``matchbench argv`` in ``cwd``, run cold and forked by a warm server,
+    alternately, ``repeats`` times each; ``{out}`` in an argument becomes a new folder per run."""
     from matchbench import warm
 
+    base = {k: v for k, v in os.environ.items() if k != warm.ENV}
+    times: dict[str, list[float]] = {"cold": [], "warm": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = warm.start(Path(tmp) / "warm.log")
+        assert server is not None
+        os.environ.pop(warm.ENV, None)
+        hot = {**base, warm.ENV: str(server.socket)}
+        try:
+            # waits for the server's own imports: not counted
+            subprocess.run(["matchbench", "--version"], env=hot, check=True, capture_output=True)
+            for i in range(repeats):
+                for name, env in (("cold", base), ("warm", hot)):
+                    out = str(Path(tmp) / f"{name}{i}")
+                    t0 = time.perf_counter()
+                    subprocess.run(["matchbench", *(a.replace("{out}", out) for a in argv)],
+                                   cwd=cwd, env=env, check=True, capture_output=True)  # fmt: skip
+                    times[name].append(time.perf_counter() - t0)
+                    if verbose:
+                        print(f"{name} {i}: {times[name][-1]:.1f} s", flush=True)
+        finally:
+            server.stop()
+    return times["cold"], times["warm"]
+
+
+def cold_and_warm(repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``matchbench extract`` run cold and warm, alternately, in a scratch folder."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "config.yaml").write_text(yaml.safe_dump(JOB_CONFIG))
-        base = {k: v for k, v in os.environ.items() if k != warm.ENV}
-
-        def job(args: list[str], env: dict[str, str]) -> float:
-            t0 = time.perf_counter()
-            subprocess.run(["matchbench", *args, "--config", "config.yaml"], cwd=root, env=env,
-                           check=True, capture_output=True)  # fmt: skip
-            return time.perf_counter() - t0
-
-        job(["download", "--dataset", "miniworld"], base)
-        job(["prepare", "--dataset", "miniworld"], base)
-        server = warm.start(root / "warm.log")
-        assert server is not None
-        os.environ.pop(warm.ENV, None)
-        try:
-            hot = {**base, warm.ENV: str(server.socket)}
-            extract = ["extract", "--dataset", "miniworld", "--model", "resnet-mini"]
-            job(extract, hot)  # waits for the server's own imports: not counted
-            cold, warm_s = [], []
-            for _ in range(repeats):
-                cold.append(job(extract, base))
-                warm_s.append(job(extract, hot))
-        finally:
-            server.stop()
-    return cold, warm_s
+        for stage in ("download", "prepare"):
+            subprocess.run(["matchbench", stage, "--config", "config.yaml", "--dataset", "miniworld"],
+                           cwd=root, check=True, capture_output=True)  # fmt: skip
+        extract = ["extract", "--config", "config.yaml", "--dataset", "miniworld", "--model", "resnet-mini"]  # fmt: skip
+        return timed_cold_and_warm(extract, root, repeats)
 
 
 def one_job_cold_and_warm(args: str, repeats: int) -> None:
     """``matchbench args`` here, cold and warm alternately; prints each time and the medians."""
     import shlex
 
-    from matchbench import warm
-
-    base = {k: v for k, v in os.environ.items() if k != warm.ENV}
-    with tempfile.TemporaryDirectory() as tmp:
-        server = warm.start(Path(tmp) / "warm.log")
-        assert server is not None
-        os.environ.pop(warm.ENV, None)
-        hot = {**base, warm.ENV: str(server.socket)}
-        subprocess.run(["matchbench", "--version"], env=hot, check=True, capture_output=True)
-        times: dict[str, list[float]] = {"cold": [], "warm": []}
-        try:
-            for i in range(repeats):
-                for name, env in (("cold", base), ("warm", hot)):
-                    out = Path(tmp) / f"{name}{i}"
-                    argv = [a.replace("{out}", str(out)) for a in shlex.split(args)]
-                    t0 = time.perf_counter()
-                    subprocess.run(["matchbench", *argv], env=env, check=True, capture_output=True)
-                    times[name].append(time.perf_counter() - t0)
-                    print(f"{name} {i}: {times[name][-1]:.1f} s", flush=True)
-        finally:
-            server.stop()
-    c, w = statistics.median(times["cold"]), statistics.median(times["warm"])
+    cold, hot = timed_cold_and_warm(shlex.split(args), Path.cwd(), repeats, verbose=True)
+    c, w = statistics.median(cold), statistics.median(hot)
     print(
         f"matchbench {args}: cold {c:.1f} s, warm {w:.1f} s (medians of {repeats}); cold - warm {c - w:.1f} s"
     )
