@@ -73,8 +73,8 @@ def workspaces(tiny_runs: TinyRuns) -> Workspaces:
 def test_dvc_repro_reproduces_snakemake_metrics(workspaces: Workspaces) -> None:
     by_snakemake, by_dvc = metrics(workspaces.snakemake), metrics(workspaces.dvc)
     # ssl: 3 models; correspondence: 2; compose: 1 + 3 variants; cir: 6 methods; retrieval: 2
-    # models x 2 methods
-    assert len(documents(workspaces.snakemake)) == 19
+    # models x 3 methods (global, linear-aqe, local)
+    assert len(documents(workspaces.snakemake)) == 21
     assert len(by_snakemake) > 15  # and cir's submission files, compared byte for byte too
     assert by_dvc.keys() == by_snakemake.keys()
     for path in by_snakemake:

@@ -103,7 +103,7 @@ COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", 
 RETRIEVAL_MODELS = tuple(
     f"{x}@{m}"
     for x in ("resnet-ilias", "resnet-ilias+ilias-embed", "clip-mini+clip-rich")
-    for m in ("global", "linear", "linear-aqe")
+    for m in ("global", "linear", "linear-aqe", "local")
 )
 CIR_MODELS = tuple(
     f"clip-mini+clip-rich@{m}" for m in ("image", "text", "sum", "pic2word", "lincir", "two-stage")

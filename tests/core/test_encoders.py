@@ -190,6 +190,11 @@ def test_dense_maps_of_a_timm_vit_and_a_tiny_clip() -> None:
     encoder.set_resolution(64)
     with pytest.raises(OptionError, match=r"^resolution: 96, .*native size \(64, 64\)"):
         encoder.set_resolution(96)
+    # A block the network does not have: the option, not the library's bare assertion.
+    for model in (vit, encoder):
+        with pytest.raises(OptionError, match=r"^layer: -40 is out of range for") as e:
+            model.dense(images(1, model.image_size), -40)
+        assert e.value.option == "layer"
 
 
 # --------------------------------------------------------------------------- checked up front

@@ -91,7 +91,7 @@ def test_report_is_written(workspace: Path) -> None:
     assert set(retrieval["model"]) == {
         f"{x}@{m}"
         for x in ("clip-mini+clip-rich", "resnet-mini+ilias-embed")
-        for m in ("global", "linear-aqe")
+        for m in ("global", "linear-aqe", "local")
     }
     assert set(retrieval["metric"]) == {"image_map@50", "text_map@50"}
     # A ResNet has no text tower: its text queries are not run.
@@ -242,6 +242,37 @@ def test_ilias_predictions_score_as_their_evaluation(workspace: Path) -> None:
     assert json.loads(plain.read_text())["extra"]["ann"]["HNSW8 efSearch=64"]["recall@50"] > 0.5
 
 
+def test_local_reranking_reorders_only_the_image_queries_shortlists(workspace: Path) -> None:
+    """`local` re-ranks each image query's top `local.shortlist` of `global`'s list by the
+    Chamfer similarity of dense features: the same images there, in another order, with scores
+    that still rank them; below the shortlist, and for text queries, global's lists."""
+    ranked = workspace / "results/tiny/retrieval/mini-ilias"
+    model = "clip-mini+clip-rich"
+    glob = pd.read_parquet(ranked / f"{model}@global/ranks.parquet")
+    local = pd.read_parquet(ranked / f"{model}@local/ranks.parquet")
+    assert (
+        json.loads((ranked / f"{model}@local/search.json").read_text())["local"]["shortlist"] == 20
+    )
+    key = ["distractors", "query", "rank"]
+    both = glob.merge(local, on=key, suffixes=("_g", "_l"), validate="one_to_one")
+    assert len(both) == len(glob) == len(local)
+    text = both["kind_g"] == "text"
+    assert text.any() and (both.loc[text, "id_g"] == both.loc[text, "id_l"]).all()
+    image = both[~text]
+    rest = image[image["rank"] > 20]
+    assert (rest["id_g"] == rest["id_l"]).all()
+    short = image[image["rank"] <= 20]
+    for _, part in short.groupby(["distractors", "query"]):
+        assert sorted(part["id_g"]) == sorted(part["id_l"])
+    assert (short["id_g"] != short["id_l"]).any()  # the dense features did reorder something
+    for _, part in local.groupby(["distractors", "query"]):
+        assert part.sort_values("rank")["score"].is_monotonic_decreasing
+    # The report tests what the re-ranking adds, paired over the same image queries.
+    gains = (workspace / "reports/tiny/tables/retrieval_gains_mini-ilias.md").read_text()
+    row = f"| {model}@local | {model}@global | image |"
+    assert row in gains and f"| {model}@local | {model}@global | text |" not in gains
+
+
 def test_adding_a_distractor_shard_reruns_only_that_shard_and_the_searches(workspace: Path) -> None:
     """The distractors are a scatter: one more shard is one more download and extraction job;
     the shards already extracted stay, and every search (which gathers them) runs again."""
@@ -251,8 +282,8 @@ def test_adding_a_distractor_shard_reruns_only_that_shard_and_the_searches(works
     assert planned_jobs(workspace, "shards.yaml") == {
         "download_shard": 1,
         "extract_shard": 2,  # one per model
-        "retrieve": 4,
-        "evaluate_retrieval": 4,
+        "retrieve": 6,
+        "evaluate_retrieval": 6,
         "report": 1,
         "all": 1,
     }

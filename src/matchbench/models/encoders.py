@@ -10,6 +10,8 @@ open_clip lay out their networks; the stages and the tracks only call these meth
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +121,16 @@ class Encoder:
             kwargs["norm"] = True
         if "output_fmt" in params:
             kwargs["output_fmt"] = "NCHW"
-        return module.forward_intermediates(x, **kwargs)[0]
+        with self._layer_checked(layer):
+            return module.forward_intermediates(x, **kwargs)[0]
+
+    @contextmanager
+    def _layer_checked(self, layer: int) -> Iterator[None]:
+        """timm and open_clip assert a feature index in range: an :class:`OptionError`."""
+        try:
+            yield
+        except (AssertionError, IndexError) as e:
+            raise OptionError("layer", f"{layer} is out of range for {self.name!r} ({e})") from None
 
     # ----------------------------------------------------------------------------- fine-tuning
 
@@ -344,9 +355,10 @@ class OpenClipEncoder(Encoder):
                 f"backbone {self.name!r} ({type(visual).__name__}) has no forward_intermediates: "
                 "it cannot give a dense map"
             )
-        out = visual.forward_intermediates(
-            x, indices=[layer], intermediates_only=True, normalize_intermediates=True
-        )
+        with self._layer_checked(layer):
+            out = visual.forward_intermediates(
+                x, indices=[layer], intermediates_only=True, normalize_intermediates=True
+            )
         return out["image_intermediates"][0]
 
     def trainable_blocks(self, unfreeze: int, layer: int) -> Blocks:

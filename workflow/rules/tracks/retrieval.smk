@@ -2,7 +2,8 @@
 # distractors are a scatter: each shard is downloaded (or generated) and extracted by a job of
 # its own, so a cluster runs them in parallel and adding shards reruns only the new shards'
 # jobs and the searches that gather them. Method <m> on model <x> is searched and evaluated
-# as the model <x>@<m>; the linear methods read the adaptation trained on adaptation.dataset.
+# as the model <x>@<m>; the linear methods read the adaptation trained on adaptation.dataset,
+# the local methods the images of the shortlists (index and shards) for their dense features.
 # One namespace for every rules file: the track's names stay behind its module's.
 import matchbench.tracks.retrieval.methods as ret_methods
 
@@ -146,6 +147,8 @@ def retrieval_inputs(w):
     ]
     ckpt = ret_methods.method_checkpoint(CFG, model, method)
     files += [ckpt] if ckpt else []
+    if method in ret_methods.LOCAL:  # the images themselves: the re-ranking's dense features
+        files += [L.index(w.dataset), *(L.shard(w.dataset, s) for s in RET_SHARDS)]
     weights = L.model_weights(CFG, model, w.dataset)  # the text tower of text queries
     return files + ([weights] if weights else [])
 

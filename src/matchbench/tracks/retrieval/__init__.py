@@ -14,6 +14,7 @@ models.
   same training set's instances: the model ``<backbone>+ilias-embed``);
 - ``retrieve``: the search stage (exact sharded search or a faiss index, αQE), ranked lists
   and the ILIAS prediction JSON;
+- ``local``: the local re-ranking (Chamfer similarity of dense features over the shortlist);
 - ``evaluate``: mAP@1k of image and text queries with CIs, by scale and clutter, against the
   number of distractors, ANN recall;
 - ``report``: the section (ILIAS table layout, the curve, examples).
@@ -34,6 +35,7 @@ from matchbench.tracks.retrieval.methods import (
     EXPANDED,
     LINEAR,
     LINEAR_LOG_COLUMNS,
+    LOCAL,
     TASK,
     model_name,
     split_method,
@@ -104,6 +106,8 @@ def reads(cfg: dict[str, Any], stage: str, opts: dict[str, Any]) -> list[str]:
             keys.append(f"{KEY}.adaptation.dataset")
         if method in EXPANDED:
             keys.append(f"{KEY}.rerank")
+        if method in LOCAL:
+            keys.append(f"{KEY}.local")
         return keys
     if stage == "evaluate":
         return [f"{KEY}.evaluate", f"{KEY}.k", f"{KEY}.distractors"]

@@ -8,7 +8,10 @@ model ``<x>`` (a backbone or ``<backbone>+<recipe>`` trained by another track) i
 - ``aqe``: ``global`` re-ranked by alpha query expansion (Radenović et al. 2018);
 - ``linear``: the descriptors through the linear adaptation trained by the recipe
   ``ilias-linear`` on ``adaptation.dataset`` (ILIAS ``linear_adaptation/``);
-- ``linear-aqe``: ``linear`` re-ranked by alpha query expansion.
+- ``linear-aqe``: ``linear`` re-ranked by alpha query expansion;
+- ``local``: ``global``'s shortlist re-ranked by the Chamfer similarity of the backbone's
+  dense features (:mod:`matchbench.tracks.retrieval.local`);
+- ``linear-local``: ``linear``'s shortlist re-ranked the same way.
 
 The track's other recipe, ``ilias-embed``, fine-tunes a whole backbone on the same training
 set: ``<backbone>+ilias-embed`` is a model, searched under every method like a backbone.
@@ -24,7 +27,7 @@ from matchbench.tracks import METHOD_SEP, filled_block
 from matchbench.tracks import split_method as _split
 
 TASK = "retrieval"
-METHODS = ("global", "aqe", "linear", "linear-aqe")
+METHODS = ("global", "aqe", "linear", "linear-aqe", "local", "linear-local")
 SEP = METHOD_SEP
 LINEAR = "ilias-linear"
 LINEAR_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc")
@@ -32,8 +35,9 @@ LINEAR_LOG_COLUMNS = ("epoch", "step", "loss", "lr", "batch_acc")
 # a model of its own, ``<backbone>+ilias-embed``.
 EMBED = "ilias-embed"
 EMBED_LOG_COLUMNS = LINEAR_LOG_COLUMNS
-ADAPTED = ("linear", "linear-aqe")
+ADAPTED = ("linear", "linear-aqe", "linear-local")
 EXPANDED = ("aqe", "linear-aqe")
+LOCAL = ("local", "linear-local")
 # Query kinds, as ILIAS splits them: image queries (cropped by their boxes) and text queries.
 KINDS = ("image", "text")
 K = 1000  # mAP@1k

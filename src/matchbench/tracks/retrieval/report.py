@@ -1,8 +1,10 @@
 """The ``retrieval`` track's report section, in the ILIAS paper's layout.
 
 - mAP@1k of every model (rows) under every method (no adaptation, αQE, linear adaptation,
-  both), image and text queries in separate column groups, each with its 95% bootstrap
-  interval, the best of a column in bold;
+  both, local re-ranking, linear + local), image and text queries in separate column groups,
+  each with its 95% bootstrap interval, the best of a column in bold;
+- paired tests over the same queries: each method against the same model's global descriptor,
+  and a fine-tuned backbone (``+ilias-embed``) against the backbone it started from;
 - the breakdown by the positives' scale and clutter;
 - approximate search: recall@k of each faiss index against exact search on the same queries;
 - a figure of mAP@1k against the number of distractors (one line per model and method);
@@ -19,15 +21,24 @@ import numpy as np
 from PIL import Image
 
 from matchbench.images import read_index
+from matchbench.layout import split_model
+from matchbench.report import paired
 from matchbench.report.figures import BAD, GOOD, Plot, figure, short, text, thumbnail
 from matchbench.report.gather import MetricsDoc
 from matchbench.report.section import Context, Section
 from matchbench.report.tables import Cell, ResultKey, Table, bold_best, entry_cell, marked_caption
 from matchbench.tracks.retrieval.evaluate import metric_key
-from matchbench.tracks.retrieval.methods import KINDS, block, split_method
+from matchbench.tracks.retrieval.methods import EMBED, KINDS, LOCAL, block, split_method
 from matchbench.tracks.retrieval.shards import ShardImages, members
 
-NAMES = {"global": "none", "aqe": "αQE", "linear": "linear", "linear-aqe": "linear + αQE"}
+NAMES = {
+    "global": "none",
+    "aqe": "αQE",
+    "linear": "linear",
+    "linear-aqe": "linear + αQE",
+    "local": "local",
+    "linear-local": "linear + local",
+}
 
 
 def _key(kind: str, doc: dict[str, Any]) -> str:
@@ -74,6 +85,63 @@ def main_table(
         rows=tuple(rows),
         numeric=(False, *(True for _ in kinds for _ in methods)),
         groups=(("", 1), *((f"{k} queries", len(methods)) for k in kinds)),
+    )
+
+
+def gains_table(dataset: str, docs: list[MetricsDoc], ctx: Context) -> Table | None:
+    """Paired bootstrap tests (``report.paired_bootstrap`` draws): what each method adds to
+    the same model's global descriptor, and what ``ilias-embed`` adds to its backbone."""
+    n_boot = ctx.cfg["report"]["paired_bootstrap"]
+    by = {split_method(d.model): d for d in docs}
+    pairs = [((m, method), (m, "global")) for m, method in by if method != "global"]
+    pairs += [
+        ((m, "global"), (split_model(m)[0], "global"))
+        for m, method in by
+        if method == "global" and split_model(m)[1] == EMBED
+    ]
+    rows = []
+    for a, b in pairs:
+        da, db = by.get(a), by.get(b)
+        if da is None or db is None:
+            continue
+        for kind in KINDS:
+            key = _key(kind, da.doc)
+            if key not in da.doc["metrics"] or key not in db.doc["metrics"]:
+                continue
+            if kind == "text" and a[1] in LOCAL:
+                continue  # text queries keep the global lists under a local method
+            test = paired.compare(
+                ctx.values,
+                (da.task, da.dataset, da.model, key),
+                (db.task, db.dataset, db.model, key),
+                n_boot,
+                ctx.cfg["seed"],
+            )
+            if test is None:
+                continue
+            rows.append(
+                (
+                    Cell(da.model),
+                    Cell(db.model),
+                    Cell(kind),
+                    Cell(f"{test['delta'] * 100:+.2f}"),
+                    Cell(f"{test['ci_low'] * 100:+.2f} to {test['ci_high'] * 100:+.2f}"),
+                    Cell(f"{test['p']:.3f}"),
+                )
+            )
+    if not rows:
+        return None
+    return Table(
+        name=f"retrieval_gains_{dataset}",
+        title=f"What each step adds on {dataset}: paired tests",
+        caption="mAP@1k of a method minus the same model's global descriptor (and of a "
+        "fine-tuned backbone minus the backbone), in points, with the paired bootstrap's 95% "
+        "interval and p over the same queries: a gain whose interval excludes 0 is one the "
+        "queries agree on, even where the two models' own intervals overlap (text queries "
+        "keep their global lists under a local method: not tested).",
+        header=("model", "against", "queries", "Δ mAP@1k", "95% CI", "p"),
+        rows=tuple(rows),
+        numeric=(False, False, False, True, False, True),
     )
 
 
@@ -250,7 +318,12 @@ def section(docs: tuple[MetricsDoc, ...], ctx: Context) -> Section:
     for dataset in sorted({d.dataset for d in docs}):
         mine = sorted((d for d in docs if d.dataset == dataset), key=lambda d: d.model)
         tables.append(main_table(blk, dataset, mine, ctx.tied))
-        for t in (breakdown_table(dataset, mine), ann_table(dataset, mine)):
+        extra = (
+            gains_table(dataset, mine, ctx),
+            breakdown_table(dataset, mine),
+            ann_table(dataset, mine),
+        )
+        for t in extra:
             if t is not None:
                 tables.append(t)
         for p in (curve_figure(dataset, mine, ctx), examples_figure(dataset, mine, ctx)):

@@ -46,6 +46,7 @@ from matchbench.search import (
 )
 from matchbench.tracks.retrieval.methods import (
     EXPANDED,
+    LOCAL,
     block,
     curve_points,
     method_checkpoint,
@@ -130,7 +131,7 @@ class Database:
     def vectors(self, idx: np.ndarray) -> np.ndarray:
         """Rows at global indices ``idx`` (any order), adapted."""
         flat = np.asarray(idx, dtype=np.int64).ravel()
-        part = np.searchsorted(self.offsets, flat, side="right") - 1
+        part = self._part(flat)
         out = np.zeros((flat.size, self.dim), dtype=np.float32)
         for j in np.unique(part):
             sel = np.flatnonzero(part == j)
@@ -140,8 +141,16 @@ class Database:
             out[sel[order]] = self.transform(x) if self.transform else x
         return out
 
+    def _part(self, idx: np.ndarray) -> np.ndarray:
+        """The part each global index is in."""
+        return np.searchsorted(self.offsets, idx, side="right") - 1
+
+    def part_of(self, idx: np.ndarray) -> list[str]:
+        """The name of the part each global index is in."""
+        return [self.parts[j].name for j in self._part(idx).tolist()]
+
     def id_of(self, idx: np.ndarray) -> list[str]:
-        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        part = self._part(idx)
         return [
             self.parts[j].ids[i - self.offsets[j]]
             for i, j in zip(idx.tolist(), part.tolist(), strict=True)
@@ -253,9 +262,26 @@ def query_features(
 
 
 def retrieve(cfg: dict[str, Any], args: argparse.Namespace) -> str:
+    ranks, info = search(cfg, args.model, args.dataset)
+    full = ranks[ranks["distractors"] == ranks["distractors"].max()]
+    out = Path(Layout.of(cfg).ranked(args.dataset, args.model))
+    with atomic_dir(out) as tmp:
+        write_parquet(tmp / "ranks.parquet", ranks)
+        write_json(tmp / "predictions.json", _predictions(full), compact=True)
+        write_json(tmp / "search.json", info)
+    kinds = ", ".join(
+        f"{n} {kind}" for kind, n in full.groupby("kind")["query"].nunique().sort_index().items()
+    )
+    shards = len(info["distractor_shards"])
+    return f"{args.model} on {args.dataset}: {kinds} queries, database {info['database']} ({shards} shards), top {info['k']} -> {out}"
+
+
+def search(cfg: dict[str, Any], name: str, dataset: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ranked lists of the model ``<model>@<method>`` ``name`` on ``dataset`` at every
+    curve point (``ranks.parquet``'s rows) and what was searched (``search.json``)."""
     blk = block(cfg)
-    model, method = split_method(args.model)
-    dataset, layout = args.dataset, Layout.of(cfg)
+    model, method = split_method(name)
+    layout = Layout.of(cfg)
     k = blk["k"]
     table = read_queries(layout.table(dataset, QUERIES))
     positives = read_positives(layout.table(dataset, POSITIVES))
@@ -283,7 +309,7 @@ def retrieve(cfg: dict[str, Any], args: argparse.Namespace) -> str:
         q = expand(db, q, s_full, i_full, r["n"], r["alpha"])
         found = ranked_by_points(db, q, k, points)
     info: dict[str, Any] = {
-        "model": args.model,
+        "model": name,
         "method": method,
         "factory": blk["index"]["factory"],
         "params": blk["index"]["params"],
@@ -304,24 +330,50 @@ def retrieve(cfg: dict[str, Any], args: argparse.Namespace) -> str:
         info["ann"][factory] = {f"recall@{k}": round(recall_at_k(approx[1], exact[1], k), 6)}
         if factory == blk["index"]["factory"]:
             final = approx
-    out = Path(layout.ranked(dataset, args.model))
+    lists = {p: final if p == points[-1] else found[p] for p in points}
+    if method in LOCAL:
+        lists = rerank_local(cfg, model, dataset, db, table, lists)
+        info["local"] = dict(blk["local"])
     frames = []
     for p in points:
-        s, i = final if p == points[-1] else found[p]
+        s, i = lists[p]
         frames.append(_frame(db, table, s, i, int(db.offsets[p + 1] - db.offsets[1])))
-    ranks = pd.concat(frames, ignore_index=True)
-    with atomic_dir(out) as tmp:
-        write_parquet(tmp / "ranks.parquet", ranks)
-        write_json(
-            tmp / "predictions.json",
-            _predictions(ranks[ranks["distractors"] == ranks["distractors"].max()]),
-            compact=True,
-        )
-        write_json(tmp / "search.json", info)
-    kinds = ", ".join(
-        f"{n} {kind}" for kind, n in table["kind"].value_counts().sort_index().items()
+    return pd.concat(frames, ignore_index=True), info
+
+
+def rerank_local(
+    cfg: dict[str, Any],
+    model: str,
+    dataset: str,
+    db: Database,
+    table: pd.DataFrame,
+    lists: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The image queries' lists at every curve point, their shortlists re-ranked by the
+    Chamfer similarity of ``model``'s dense features (:mod:`matchbench.tracks.retrieval.local`)."""
+    from matchbench.tracks.retrieval.local import INDEX, LocalDescriptors, rerank_lists
+
+    lcfg = block(cfg)["local"]
+    local = LocalDescriptors(cfg, model, dataset, progress=True)
+    queries = [
+        str(q) if kind == "image" else None
+        for q, kind in zip(table["query"], table["kind"], strict=True)
+    ]
+    positives = db.parts[0].name
+
+    def source_of(idx: np.ndarray) -> list[str]:
+        return [INDEX if name == positives else name for name in db.part_of(idx)]
+
+    return rerank_lists(
+        local,
+        queries,
+        lists,
+        db.id_of,
+        source_of,
+        lcfg["shortlist"],
+        lcfg["weight"],
+        memory=lcfg["memory_gb"] * 2**30,
     )
-    return f"{args.model} on {dataset}: {kinds} queries, database {len(db)} ({len(shards)} shards), top {k} -> {out}"
 
 
 def ann_search(
