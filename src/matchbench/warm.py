@@ -99,10 +99,14 @@ def run_in_server(argv: list[str]) -> int | None:
         }
         payload = json.dumps(request).encode()
         fds, opened = _standard_fds()
+        # From the request on, a signal is the child's: held until the server names it (the
+        # server forks before it answers, so a signal may come first), never the client's death.
+        forward = _Forwarder()
         try:
             try:
                 socket.send_fds(sock, [_HEADER.pack(len(payload)) + payload], fds)
             except OSError:
+                forward.release()
                 return None  # the server went away between connect and send: run cold
         finally:
             for fd in opened:
@@ -110,9 +114,10 @@ def run_in_server(argv: list[str]) -> int | None:
         reader = sock.makefile("r", encoding="ascii")
         first = reader.readline().split()
         if len(first) != 2 or first[0] != "pid":
+            forward.release()
             return None  # refused before forking (it says why in its log): run cold
         child = int(first[1])
-        _forward_signals(child)
+        forward.attach(child)
         last = reader.readline().split()
         if len(last) == 2 and last[0] == "exit":
             return int(last[1])
@@ -144,16 +149,41 @@ def _standard_fds() -> tuple[list[int], list[int]]:
     return fds, opened
 
 
-def _forward_signals(child: int) -> None:
+class _Forwarder:
     """SIGINT, SIGTERM and SIGHUP sent to the client reach the child (as they would reach a
-    cold job); the client keeps waiting for its exit status."""
+    cold job); the client keeps waiting for its exit status. Installed before the request is
+    sent: a signal that comes before the server names the child waits for :meth:`attach`, and
+    one that comes when there is no child after all (:meth:`release`: the command will run
+    cold) is delivered to the client itself, as if it had not been caught."""
 
-    def forward(signum: int, _frame: Any) -> None:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.child: int | None = None
+        self.pending: list[int] = []
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
+            os.kill(self.child, signum)  # type: ignore[arg-type]
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
+    def attach(self, child: int) -> None:
+        self.child = child
+        for signum in self.pending:
+            self._send(signum)
+        self.pending.clear()
+
+    def release(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in self.pending:
+            signal.raise_signal(signum)
 
 
 # ---------------------------------------------------------------- starting and stopping

@@ -170,6 +170,41 @@ def test_sigterm_to_the_client_reaches_the_child(server: warm.Server, tmp_path: 
     wait_for(lambda: gone(child))
 
 
+def test_a_signal_before_the_server_names_the_child_waits_for_it() -> None:
+    """The server forks, then answers with the child's pid: a SIGTERM to the client between
+    the two used to kill the client by the default action, leaving its child running."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        forward = warm._Forwarder()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # caught: this process lives on
+            assert forward.pending == [signal.SIGTERM] and child.poll() is None
+            forward.attach(child.pid)
+            assert child.wait(timeout=10) == -signal.SIGTERM and forward.pending == []
+        finally:
+            forward.release()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_signal_held_for_a_refused_request_is_the_clients_own() -> None:
+    """When the server forks no child (the command will run cold), a held signal goes to the
+    handler the client had before, as if it had never been caught."""
+    seen: list[int] = []
+    before = signal.signal(signal.SIGHUP, lambda signum, _frame: seen.append(signum))
+    try:
+        forward = warm._Forwarder()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert seen == [] and forward.pending == [signal.SIGHUP]
+        forward.release()
+        assert seen == [signal.SIGHUP]
+        os.kill(os.getpid(), signal.SIGHUP)  # the client's handler again
+        assert seen == [signal.SIGHUP, signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_a_client_killed_outright_takes_its_child_along(
     server: warm.Server, tmp_path: Path
 ) -> None:
