@@ -195,6 +195,16 @@ def test_dense_maps_of_a_timm_vit_and_a_tiny_clip() -> None:
         with pytest.raises(OptionError, match=r"^layer: -40 is out of range for") as e:
             model.dense(images(1, model.image_size), -40)
         assert e.value.option == "layer"
+    # Any other assertion of the forward pass is a failure of its own, not the option's.
+    broken = AssertionError("Output format must be one of NCHW or NLC.")
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise broken
+
+    vit.module.forward_intermediates = fail
+    with pytest.raises(AssertionError) as e2:
+        vit.dense(images(1, vit.image_size), -1)
+    assert e2.value is broken
 
 
 # --------------------------------------------------------------------------- checked up front

@@ -126,10 +126,14 @@ class Encoder:
 
     @contextmanager
     def _layer_checked(self, layer: int) -> Iterator[None]:
-        """timm and open_clip assert a feature index in range: an :class:`OptionError`."""
+        """timm and open_clip assert a feature index in range (``feature_take_indices``:
+        "feature index ... is out of range"): an :class:`OptionError`. Any other failure of
+        the forward pass is not the option's and propagates as it is."""
         try:
             yield
         except (AssertionError, IndexError) as e:
+            if "out of range" not in str(e):
+                raise
             raise OptionError("layer", f"{layer} is out of range for {self.name!r} ({e})") from None
 
     # ----------------------------------------------------------------------------- fine-tuning
