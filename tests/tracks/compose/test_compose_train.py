@@ -337,6 +337,27 @@ def test_a_hard_negative_fine_tune_starts_from_its_variant(world: Path) -> None:
     )
 
 
+def test_a_variants_own_sentence_sampling_overrides_train_sentences(
+    world: Path, tmp_path: Path
+) -> None:
+    """variants.<v>.sentences replaces train.sentences for that variant alone: rich with its
+    own 1.0 (every sentence, drawn as train.sentences 1.0 draws) trains to the same weights as
+    rich under train.sentences 1.0, and not to those of rich under the block's 2."""
+    own = config(world, variants={"rich": {"caption": "rich", "sentences": 1.0}})
+    assert own["tracks"]["compose"]["train"]["sentences"] == 2
+    runs = {
+        "own": own,
+        "train-1.0": config(world, train={"sentences": 1.0}),
+        "train-2": config(world),
+    }
+    states = {}
+    for name, cfg in runs.items():
+        train(cfg, "vl", "clip-mini", tmp_path / name, recipe="clip-rich")
+        states[name] = load_file(tmp_path / name / "model.safetensors")
+    assert all(torch.equal(states["own"][k], states["train-1.0"][k]) for k in states["own"])
+    assert not all(torch.equal(states["own"][k], states["train-2"][k]) for k in states["own"])
+
+
 def test_mlm_loss_falls_on_a_toy_corpus(world: Path) -> None:
     cfg = config(world, mlm={"epochs": 12, "lr": 0.003}, train={"sentences": None})
     out = out_dir(cfg, "text-mlm")
@@ -362,6 +383,9 @@ def test_bad_input_is_one_line(world: Path, tmp_path: Path) -> None:
     bad = config(world, train={"sentences": 0})
     with pytest.raises(MatchbenchError, match="sentences: 0"):
         train(bad, "vl", "clip-mini", tmp_path, recipe="clip-rich")
+    bad_own = config(world, variants={"rich": {"caption": "rich", "sentences": 1.5}})
+    with pytest.raises(MatchbenchError, match=r"^tracks.compose.variants.rich.sentences: 1.5;"):
+        train(bad_own, "vl", "clip-mini", tmp_path, recipe="clip-rich")
     timm = copy.deepcopy(config(world))
     timm["backbones"]["clip-mini"] = {
         **timm["backbones"]["clip-mini"],

@@ -270,7 +270,7 @@ def train(
     blk = block(cfg)
     v = resolve(blk, variant_name(recipe, blk))
     tcfg, hcfg = blk["train"], blk["hard_negatives"]
-    check_sampling(tcfg["sentences"])
+    check_sampling(v.sentences, v.sentences_key)
     rt = start(cfg)
     gen, device = rt.generator, rt.device
 
@@ -294,7 +294,7 @@ def train(
     if v.hard_negatives:
         corpus = [t for col in ("alt", "rich") for t in rows[col].fillna("") if t]
         vocab = Vocabulary.from_captions(corpus)
-    sampling = tcfg["sentences"] if v.caption == "rich" else None
+    sampling = v.sentences if v.caption == "rich" else None
 
     n = len(rows)
     spec = backbone_spec(cfg, backbone_name)

@@ -1,7 +1,7 @@
 """The compose block's training variants, recipe names and checkpoint paths (no torch here).
 
 A variant is a named entry of ``tracks.compose.variants`` (``{caption: alt|rich, text_tower:
-scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr}``); variant ``<v>`` is the
+scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr, sentences}``); variant ``<v>`` is the
 recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
 that ``text_tower: pretrained`` variants start from. :func:`resolve` a variant with its inherited and default settings;
 :func:`needs` the checkpoints a recipe starts from (what the DAG must build first);
@@ -49,6 +49,8 @@ class Variant:
     start: str | None  # the variant whose checkpoint this one starts from
     epochs: int
     lr: float
+    sentences: int | float | None  # sentence sampling of rich captions (text.sample_sentences)
+    sentences_key: str  # the config key it comes from, for errors
 
     @property
     def recipe(self) -> str:
@@ -109,6 +111,7 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
     text_tower = text_tower or "scratch"
     if bidirectional is None:
         bidirectional = text_tower == "pretrained"
+    own = v.get("sentences")
     return Variant(
         name=name,
         caption=v["caption"],
@@ -118,6 +121,8 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
         start=start,
         epochs=int(v.get("epochs") or train["epochs"]),
         lr=float(v.get("lr") or train["lr"]),
+        sentences=train["sentences"] if own is None else own,
+        sentences_key="tracks.compose.train.sentences" if own is None else f"{key}.sentences",
     )
 
 
