@@ -101,32 +101,30 @@ def run_in_server(argv: list[str]) -> int | None:
         fds, opened = _standard_fds()
         # From the request on, a signal is the child's: held until the server names it (the
         # server forks before it answers, so a signal may come first), never the client's death.
-        forward = _Forwarder()
-        try:
+        with _Forwarder() as forward:
             try:
-                socket.send_fds(sock, [_HEADER.pack(len(payload)) + payload], fds)
-            except OSError:
-                forward.release()
-                return None  # the server went away between connect and send: run cold
-        finally:
-            for fd in opened:
-                os.close(fd)
-        reader = sock.makefile("r", encoding="ascii")
-        first = reader.readline().split()
-        if len(first) != 2 or first[0] != "pid":
-            forward.release()
-            return None  # refused before forking (it says why in its log): run cold
-        child = int(first[1])
-        forward.attach(child)
-        last = reader.readline().split()
-        if len(last) == 2 and last[0] == "exit":
-            return int(last[1])
-        print(
-            f"matchbench: the warm server ({path}) stopped while running this command "
-            f"(pid {child}); run it again, or with warm_start: false",
-            file=sys.stderr,
-        )
-        return 1
+                try:
+                    socket.send_fds(sock, [_HEADER.pack(len(payload)) + payload], fds)
+                except OSError:
+                    return None  # the server went away between connect and send: run cold
+            finally:
+                for fd in opened:
+                    os.close(fd)
+            reader = sock.makefile("r", encoding="ascii")
+            first = reader.readline().split()
+            if len(first) != 2 or first[0] != "pid":
+                return None  # refused before forking (it says why in its log): run cold
+            child = int(first[1])
+            forward.attach(child)
+            last = reader.readline().split()
+            if len(last) == 2 and last[0] == "exit":
+                return int(last[1])
+            print(
+                f"matchbench: the warm server ({path}) stopped while running this command "
+                f"(pid {child}); run it again, or with warm_start: false",
+                file=sys.stderr,
+            )
+            return 1
 
 
 def _umask() -> int:
@@ -153,8 +151,9 @@ class _Forwarder:
     """SIGINT, SIGTERM and SIGHUP sent to the client reach the child (as they would reach a
     cold job); the client keeps waiting for its exit status. Installed before the request is
     sent: a signal that comes before the server names the child waits for :meth:`attach`, and
-    one that comes when there is no child after all (:meth:`release`: the command will run
-    cold) is delivered to the client itself, as if it had not been caught."""
+    one that comes when there is no child after all (:meth:`release`, on leaving the ``with``
+    block without one: the command will run cold, or the request failed) is delivered to the
+    client itself, as if it had not been caught."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -162,6 +161,13 @@ class _Forwarder:
         self.child: int | None = None
         self.pending: list[int] = []
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def __enter__(self) -> _Forwarder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.child is None:  # whatever ended the request before a child was named
+            self.release()
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.child is None:

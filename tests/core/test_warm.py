@@ -194,10 +194,9 @@ def test_a_signal_held_for_a_refused_request_is_the_clients_own() -> None:
     seen: list[int] = []
     before = signal.signal(signal.SIGHUP, lambda signum, _frame: seen.append(signum))
     try:
-        forward = warm._Forwarder()
-        os.kill(os.getpid(), signal.SIGHUP)
-        assert seen == [] and forward.pending == [signal.SIGHUP]
-        forward.release()
+        with warm._Forwarder() as forward:  # left without a child: released
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert seen == [] and forward.pending == [signal.SIGHUP]
         assert seen == [signal.SIGHUP]
         os.kill(os.getpid(), signal.SIGHUP)  # the client's handler again
         assert seen == [signal.SIGHUP, signal.SIGHUP]
