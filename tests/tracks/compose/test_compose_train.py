@@ -396,3 +396,23 @@ def test_bad_input_is_one_line(world: Path, tmp_path: Path) -> None:
     with pytest.raises(MatchbenchError, match="open_clip backbone") as e:
         train(timm, "vl", "clip-mini", tmp_path, recipe="clip-alt")
     assert "\n" not in str(e.value)
+
+
+def test_the_ablation_label_says_how_a_rich_variant_samples_its_sentences() -> None:
+    from matchbench.tracks.compose.report import variant_label
+
+    blk = {
+        "train": {"epochs": 1, "lr": 0.001, "sentences": None},
+        "variants": {
+            "whole": {"caption": "rich"},
+            "one": {"caption": "rich", "sentences": 1},
+            "all": {"caption": "rich", "sentences": 1.0},
+            "p": {"caption": "rich", "sentences": 0.7},
+            "alt": {"caption": "alt", "sentences": 2},
+        },
+    }
+    label = {v: variant_label(blk, f"clip-mini+clip-{v}") for v in blk["variants"]}
+    assert label["whole"] == label["all"] == "scratch text tower, rich captions"
+    assert label["one"] == "scratch text tower, rich captions (1 sentence a step)"
+    assert label["p"] == "scratch text tower, rich captions (sentences kept with p 0.7)"
+    assert label["alt"] == "scratch text tower, alt-text"  # alt-text is never sampled

@@ -42,11 +42,11 @@ def variant_label(blk: dict[str, Any], model: str) -> str:
         return recipe
     v = resolve(blk, name)
     label = f"{v.text_tower} text tower, {'rich captions' if v.caption == 'rich' else 'alt-text'}"
-    if v.caption == "rich" and v.sentences is not None and v.sentences != 1.0:
-        k = v.sentences
-        label += (
-            f" ({k} sentences a step)" if isinstance(k, int) else f" (sentences kept with p {k:g})"
-        )
+    k = v.sentences
+    if v.caption == "rich" and isinstance(k, int):  # k sentences (1 is one, not the whole)
+        label += f" ({k} sentence{'s' if k > 1 else ''} a step)"
+    elif v.caption == "rich" and isinstance(k, float) and k < 1:  # 1.0 keeps every sentence
+        label += f" (sentences kept with p {k:g})"
     return label + (" + hard negatives" if v.hard_negatives else "")
 
 
