@@ -1,8 +1,8 @@
 """The compose block's training variants, recipe names and checkpoint paths (no torch here).
 
 A variant is a named entry of ``tracks.compose.variants`` (``{caption: alt|rich, text_tower:
-scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr, sentences}``); variant ``<v>`` is the
-recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
+scratch|pretrained, bidirectional, hard_negatives, start, epochs, lr, sentences}``); variant
+``<v>`` is the recipe ``clip-<v>`` and the model ``<backbone>+clip-<v>``. ``text-mlm`` pretrains the text tower
 that ``text_tower: pretrained`` variants start from. :func:`resolve` a variant with its inherited and default settings;
 :func:`needs` the checkpoints a recipe starts from (what the DAG must build first);
 :func:`checkpoint` the checkpoint a model name loads on a dataset.
