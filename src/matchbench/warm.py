@@ -73,6 +73,7 @@ PRELOAD = (
 )
 _HEADER = struct.Struct("!I")
 _POLL_S = 0.5
+CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a client forwards
 
 
 # ---------------------------------------------------------------- client
@@ -155,12 +156,10 @@ class _Forwarder:
     block without one: the command will run cold, or the request failed) is delivered to the
     client itself, as if it had not been caught."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __init__(self) -> None:
         self.child: int | None = None
         self.pending: list[int] = []
-        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.previous = {s: signal.signal(s, self._handle) for s in CHILD_SIGNALS}
 
     def __enter__(self) -> _Forwarder:
         return self
@@ -442,9 +441,20 @@ def _accept(
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    # A signal the client forwards can reach the child before it has dropped the server's
+    # handlers (which would swallow it): blocked across the fork, it stays pending until the
+    # child unblocks it with its own handlers in place, and the server's own until it does.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
     pid = os.fork()
     if pid == 0:
-        _child(request, fds, wake, close=[conn, listener, *(job.conn for job in jobs.values())])
+        _child(
+            request,
+            fds,
+            wake,
+            close=[conn, listener, *(job.conn for job in jobs.values())],
+            mask=mask,
+        )
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         stderr = os.readlink(f"/proc/self/fd/{fds[2]}")  # the job's log file, which names it
     except OSError:
@@ -463,7 +473,11 @@ def _accept(
 
 
 def _child(
-    request: dict[str, Any], fds: list[int], wake: tuple[int, int], close: list[socket.socket]
+    request: dict[str, Any],
+    fds: list[int],
+    wake: tuple[int, int],
+    close: list[socket.socket],
+    mask: set[signal.Signals],
 ) -> None:
     """In the forked child: become the client's command, run it, exit with its status."""
     code = 1
@@ -476,6 +490,7 @@ def _child(
         for fd in wake:
             os.close(fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what came since the fork lands now
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
