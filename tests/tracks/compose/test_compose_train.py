@@ -398,6 +398,30 @@ def test_bad_input_is_one_line(world: Path, tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("compose", "key"),
+    [
+        ({"variants": {"rich": {"caption": "rich", "sentences": 1.5}}}, "variants.rich.sentences"),
+        ({"variants": {"rich": {"caption": "rich"}}, "train": {"sentences": 0}}, "train.sentences"),
+        ({"variants": {}, "finetune": [], "train": {"sentences": -0.5}}, "train.sentences"),
+    ],
+)
+def test_a_bad_sentence_sampling_fails_when_the_config_is_read(
+    world: Path, compose: dict[str, Any], key: str
+) -> None:
+    """Before any job runs (a dry run, `matchbench check`): the config's file and the key."""
+    block = {"datasets": ["vl"], "backbones": ["clip-mini"], "finetune": ["clip-mini"], **compose}
+    raw = tiny_config(
+        world,
+        datasets={"vl": {"family": "miniworld"}},
+        tracks={"compose": block},
+        backbones={"clip-mini": CLIP},
+    )
+    with pytest.raises(MatchbenchError, match=rf"^my.yaml: tracks.compose.{key}: ") as e:
+        resolve(raw, "my.yaml")
+    assert "\n" not in str(e.value)
+
+
 def test_the_ablation_label_says_how_a_rich_variant_samples_its_sentences() -> None:
     from matchbench.tracks.compose.report import variant_label
 

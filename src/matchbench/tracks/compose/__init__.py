@@ -44,6 +44,7 @@ from matchbench.tracks.compose.variants import (
     MLM_LOG_COLUMNS,
     MLM_PLOT_COLUMNS,
     PREFIX,
+    check_sampling,
     recipe_name,
     resolve,
     training_dataset,
@@ -69,6 +70,7 @@ def check(cfg: dict[str, Any], block: dict[str, Any], source: str) -> None:
     if block["finetune"] and not block["variants"]:
         raise MatchbenchError(f"{source}: {key}.finetune names backbones but variants is empty")
     try:
+        check_sampling(block["train"]["sentences"])  # text-mlm reads it with or without variants
         for name in block["variants"]:
             resolve(block, name)
     except MatchbenchError as e:

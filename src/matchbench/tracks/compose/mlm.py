@@ -39,8 +39,8 @@ from matchbench.tracks.compose.recipe import (
     read_captions,
     tokenize,
 )
-from matchbench.tracks.compose.text import check_sampling, sample_sentences, warn_truncated
-from matchbench.tracks.compose.variants import MLM, MLM_LOG_COLUMNS, block
+from matchbench.tracks.compose.text import sample_sentences, warn_truncated
+from matchbench.tracks.compose.variants import MLM, MLM_LOG_COLUMNS, block, check_sampling
 from matchbench.training import Progress, Resume, identity
 
 IGNORE = -100

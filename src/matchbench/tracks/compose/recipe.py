@@ -54,7 +54,6 @@ from matchbench.runtime import start
 from matchbench.tracks.compose.negatives import Vocabulary, negatives
 from matchbench.tracks.compose.text import (
     CAPTION_COLUMNS,
-    check_sampling,
     count_truncated,
     read_table,
     sample_sentences,
@@ -270,7 +269,6 @@ def train(
     blk = block(cfg)
     v = resolve(blk, variant_name(recipe, blk))
     tcfg, hcfg = blk["train"], blk["hard_negatives"]
-    check_sampling(v.sentences, v.sentences_key)
     rt = start(cfg)
     gen, device = rt.generator, rt.device
 

@@ -32,18 +32,6 @@ def sentences(text: str) -> list[str]:
     return [s for s in (p.strip() for p in _SENTENCE_END.split(text.strip())) if s]
 
 
-def check_sampling(setting: Any, key: str = "tracks.compose.train.sentences") -> None:
-    """``null``, an integer k >= 1, or a probability in (0, 1]."""
-    if setting is None:
-        return
-    if isinstance(setting, bool) or not isinstance(setting, int | float):
-        raise MatchbenchError(f"{key}: {setting!r}; expected null, an integer k or a probability")
-    if isinstance(setting, int) and setting < 1:
-        raise MatchbenchError(f"{key}: {setting}; an integer keeps k >= 1 sentences")
-    if isinstance(setting, float) and not 0 < setting <= 1:
-        raise MatchbenchError(f"{key}: {setting}; a probability is in (0, 1]")
-
-
 def sample_sentences(text: str, setting: int | float | None, gen: torch.Generator) -> str:
     """A random subset of ``text``'s sentences, in their order.
 

@@ -112,6 +112,9 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
     if bidirectional is None:
         bidirectional = text_tower == "pretrained"
     own = v.get("sentences")
+    sentences_key = "tracks.compose.train.sentences" if own is None else f"{key}.sentences"
+    sentences = train["sentences"] if own is None else own
+    check_sampling(sentences, sentences_key)
     return Variant(
         name=name,
         caption=v["caption"],
@@ -121,9 +124,21 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
         start=start,
         epochs=int(v.get("epochs") or train["epochs"]),
         lr=float(v.get("lr") or train["lr"]),
-        sentences=train["sentences"] if own is None else own,
-        sentences_key="tracks.compose.train.sentences" if own is None else f"{key}.sentences",
+        sentences=sentences,
+        sentences_key=sentences_key,
     )
+
+
+def check_sampling(setting: Any, key: str = "tracks.compose.train.sentences") -> None:
+    """``null``, an integer k >= 1, or a probability in (0, 1]."""
+    if setting is None:
+        return
+    if isinstance(setting, bool) or not isinstance(setting, int | float):
+        raise MatchbenchError(f"{key}: {setting!r}; expected null, an integer k or a probability")
+    if isinstance(setting, int) and setting < 1:
+        raise MatchbenchError(f"{key}: {setting}; an integer keeps k >= 1 sentences")
+    if isinstance(setting, float) and not 0 < setting <= 1:
+        raise MatchbenchError(f"{key}: {setting}; a probability is in (0, 1]")
 
 
 def uses_mlm(blk: dict[str, Any]) -> bool:
