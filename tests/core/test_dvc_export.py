@@ -99,7 +99,10 @@ def test_every_stage_runs_the_command_snakemake_runs(
 
 SSL_MODELS = ("resnet-mini", "resnet-mini+ssl", "resnet-mini+ssl-spp")
 CORR_MODELS = ("vit-mini", "repvgg-mini", "repvgg-mini+correspondence")
-COMPOSE_MODELS = ("clip-mini", *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-hn")))
+COMPOSE_MODELS = (
+    "clip-mini",
+    *(f"clip-mini+clip-{v}" for v in ("alt", "rich", "rich-ss", "rich-hn")),
+)
 RETRIEVAL_MODELS = tuple(
     f"{x}@{m}"
     for x in ("resnet-ilias", "resnet-ilias+ilias-embed", "clip-mini+clip-rich")
