@@ -50,7 +50,6 @@ class Variant:
     epochs: int
     lr: float
     sentences: int | float | None  # sentence sampling of rich captions (text.sample_sentences)
-    sentences_key: str  # the config key it comes from, for errors
 
     @property
     def recipe(self) -> str:
@@ -112,9 +111,10 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
     if bidirectional is None:
         bidirectional = text_tower == "pretrained"
     own = v.get("sentences")
-    sentences_key = "tracks.compose.train.sentences" if own is None else f"{key}.sentences"
     sentences = train["sentences"] if own is None else own
-    check_sampling(sentences, sentences_key)
+    check_sampling(
+        sentences, "tracks.compose.train.sentences" if own is None else f"{key}.sentences"
+    )
     return Variant(
         name=name,
         caption=v["caption"],
@@ -125,7 +125,6 @@ def resolve(blk: dict[str, Any], name: str, _seen: tuple[str, ...] = ()) -> Vari
         epochs=int(v.get("epochs") or train["epochs"]),
         lr=float(v.get("lr") or train["lr"]),
         sentences=sentences,
-        sentences_key=sentences_key,
     )
 
 
