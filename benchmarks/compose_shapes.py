@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from matchbench.images import normalise
@@ -36,13 +37,8 @@ from matchbench.models import create_backbone
 from matchbench.tracks.compose.recipe import crop_flip, lr_at
 from matchbench.tracks.compose.synth import COLOURS, SHAPES, write_miniworld_vl
 
-CLIP = {  # config/default.yaml's clip-mini
-    "source": "open_clip",
-    "arch": "clip-mini",
-    "pretrained": False,
-    "image_size": 64,
-    "kwargs": {"text_cfg": {"context_length": 77}},
-}
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "config" / "default.yaml"  # its backbones.clip-mini is the tower probed
 CNN = {
     "timm_model_name": "test_resnet",
     "timm_pool": "avg",
@@ -74,7 +70,8 @@ def scenes(root: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 def probe(images: torch.Tensor, y: torch.Tensor, n_shapes: int, tower: str, epochs: int) -> str:
     torch.manual_seed(0)
-    spec = json.loads(json.dumps(CLIP))
+    spec = yaml.safe_load(DEMO.read_text())["backbones"]["clip-mini"]
+    spec.setdefault("kwargs", {})
     if tower == "cnn":
         spec["kwargs"]["vision_cfg"] = CNN
     encoder = create_backbone(spec, name="clip-mini")
